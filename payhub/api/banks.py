@@ -1,0 +1,55 @@
+"""Bank ingress: confirmations (IPN / webhooks) posted by banks, in each bank's protocol.
+
+The connector verifies the bank's own signature; there is no unsigned path. The answer
+is what that protocol expects (VNPay's ``RspCode``, MoMo's ``204``) and is only sent
+after the confirmation's effect is committed.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from payhub import keys
+from payhub.api.middleware import read_body
+from payhub.connectors.port import BankAnswer, ConfirmationOutcome, InboundMessage
+from payhub.errors import ConfirmationMalformed, ConfirmationSignatureInvalid, ProblemError
+
+routes = web.RouteTableDef()
+CONFIRMATION_LIMIT = 64 * 1024
+
+log = structlog.get_logger("payhub.banks")
+
+
+@routes.route("*", "/banks/{bank}/notify")
+async def confirmation(request: web.Request) -> web.Response:
+    bank = request.match_info["bank"]
+    connector = request.app[keys.CONNECTORS].get(bank)
+    if connector is None:
+        raise ProblemError("not_found", "no such bank")
+    if request.method not in ("GET", "POST"):
+        raise ProblemError("method_not_allowed", "banks notify with GET or POST")
+    message = InboundMessage(
+        method=request.method,
+        query=dict(request.query),
+        headers=dict(request.headers),
+        body=await read_body(request, CONFIRMATION_LIMIT),
+    )
+    structlog.contextvars.bind_contextvars(bank=bank)
+    try:
+        parsed = connector.parse_confirmation(message)
+    except ConfirmationSignatureInvalid:
+        outcome = ConfirmationOutcome.SIGNATURE_INVALID
+    except ConfirmationMalformed as exc:
+        log.warning("confirmation_malformed", reason=str(exc))
+        outcome = ConfirmationOutcome.MALFORMED
+    else:
+        structlog.contextvars.bind_contextvars(bank_reference=parsed.bank_reference)
+        outcome = await request.app[keys.PAYMENTS].confirm(bank, parsed)
+    log.info("confirmation", outcome=outcome.value)
+    request.app[keys.METRICS].confirmations.labels(bank, outcome.value).inc()
+    return _response(connector.answer_confirmation(outcome))
+
+
+def _response(answer: BankAnswer) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)

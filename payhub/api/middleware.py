@@ -1,0 +1,122 @@
+"""Request middlewares: log context and problem answers, then signatures and authorisation.
+
+``/v1/*`` requests are read (bounded), verified (RFC 9421, CONTRACT §1) and bound to
+their principal before any handler runs; a handler finds the principal under
+``PRINCIPAL`` and the verified body under ``BODY``. Nothing a client sends ends in an
+unhandled exception: HTTP errors of the router become problems, anything unexpected is
+logged with its traceback and answered ``500 internal_error`` without details.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from payhub import keys
+from payhub.api.auth import Credential, PrincipalKind, SignedRequest, authenticate
+from payhub.api.problems import problem_response
+from payhub.domain.ids import new_id
+from payhub.errors import ProblemError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON_LIMIT = 64 * 1024
+STATEMENT_LIMIT = 256 * 1024 * 1024
+PRINCIPAL = "payhub.principal"
+BODY = "payhub.body"
+UNSIGNED_V1 = frozenset({"/v1/openapi.json"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+log = structlog.get_logger("payhub.http")
+
+_HTTP_PROBLEMS = {
+    400: "malformed_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id, answer every error as a problem, count and time the request."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.match(given) else new_id("req")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ProblemError as problem:
+        response = problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_PROBLEMS.get(exc.status, "malformed_request")
+        response = problem_response(ProblemError(code, exc.reason or code))
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        response = problem_response(
+            ProblemError("internal_error", f"the hub failed on this request (id {request_id})")
+        )
+    response.headers["X-Request-Id"] = request_id
+    metrics = request.app[keys.METRICS]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics.requests.labels(route, str(response.status)).inc()
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+@web.middleware
+async def signature_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Verify every ``/v1/*`` request and decide whether its principal may use the route."""
+    path = request.path
+    if not path.startswith("/v1/") or path in UNSIGNED_V1:
+        return await handler(request)
+    finance_route = path.startswith("/v1/finance/")
+    body = await read_body(request, STATEMENT_LIMIT if finance_route else JSON_LIMIT)
+    signed = SignedRequest(
+        method=request.method, url=str(request.url), headers=request.headers, body=body
+    )
+    app = request.app
+    credential = await authenticate(
+        signed, app[keys.CREDENTIALS], app[keys.NONCES], app[keys.CLOCK]()
+    )
+    _authorise(credential, finance_route)
+    structlog.contextvars.bind_contextvars(
+        **{"portal" if credential.kind is PrincipalKind.PORTAL else "finance_user": credential.principal}
+    )
+    if "id" in request.match_info:
+        structlog.contextvars.bind_contextvars(payment_id=request.match_info["id"])
+    request[PRINCIPAL] = credential
+    request[BODY] = body
+    return await handler(request)
+
+
+def _authorise(credential: Credential, finance_route: bool) -> None:
+    if finance_route and credential.kind is not PrincipalKind.FINANCE:
+        raise ProblemError("forbidden", "only finance users may use /v1/finance")
+    if not finance_route and credential.kind is not PrincipalKind.PORTAL:
+        raise ProblemError("forbidden", "finance users may only use /v1/finance")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before buffering them."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ProblemError("payload_too_large", f"the body is over {limit:,} bytes")
+    if not request.body_exists:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError("payload_too_large", f"the body is over {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

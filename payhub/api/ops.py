@@ -1,0 +1,69 @@
+"""Operations routes: health, readiness, metrics, the OpenAPI document and the JWKS."""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from payhub import keys
+from payhub.api.openapi import openapi_document
+from payhub.api.problems import json_response
+from payhub.errors import ProblemError
+from payhub.store.migrate import is_current
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        current = await is_current(engine)
+    except Exception as exc:
+        raise ProblemError("not_ready", "the database is not reachable") from exc
+    if not current:
+        raise ProblemError("not_ready", "database migrations are not current: payhub db upgrade")
+    return json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[keys.METRICS].registry
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+@routes.get("/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document(request.app[keys.SETTINGS].public_url))
+
+
+@routes.get("/.well-known/jwks.json")
+async def jwks(request: web.Request) -> web.Response:
+    """The hub's Ed25519 public keys (RFC 7517 / RFC 8037) for webhook verification."""
+    found = []
+    for hub_key in request.app[keys.SETTINGS].hub_keys:
+        raw = hub_key.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        found.append(
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "kid": hub_key.kid,
+                "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+                "use": "sig",
+                "alg": "EdDSA",
+            }
+        )
+    return json_response({"keys": found})

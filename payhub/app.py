@@ -1,0 +1,181 @@
+"""The composition root: ``create_app`` builds and wires the whole hub.
+
+Nothing is created at import time. Every resource with a lifetime (database engine,
+HTTP client, ledger, background tasks) is a ``cleanup_ctx`` generator that tears down
+after its ``yield``, in reverse order of creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
+from importlib.metadata import entry_points
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from payhub import keys
+from payhub.api import banks as bank_routes
+from payhub.api import ops as ops_routes
+from payhub.api import portal as portal_routes
+from payhub.api.auth import Credential, PrincipalKind
+from payhub.api.middleware import STATEMENT_LIMIT, context_middleware, signature_middleware
+from payhub.connectors.port import BankConnector, ConnectorContext
+from payhub.connectors.registry import connector_class
+from payhub.domain.clock import Clock, system_clock
+from payhub.errors import ConfigError
+from payhub.observability.metrics import create_metrics
+from payhub.service.payments import PaymentService
+from payhub.service.routing import Router
+from payhub.settings import Settings
+from payhub.store import migrate
+from payhub.store.engine import create_engine
+from payhub.store.ledger import Ledger
+from payhub.store.nonces import DatabaseNonceStore
+
+SIMULATOR_GROUP = "payhub.simulators"
+NONCE_LIFETIME = timedelta(seconds=600)
+
+log = structlog.get_logger("payhub")
+
+
+def notify_url(settings: Settings, bank: str) -> str:
+    """Where a bank posts its confirmations for ``bank``."""
+    return f"{settings.public_url}/banks/{bank}/notify"
+
+
+def credentials_from(settings: Settings) -> dict[str, Credential]:
+    """Every request key, by keyid, with the principal it belongs to."""
+    found: dict[str, Credential] = {}
+    for portal in settings.portals.values():
+        for key in portal.keys:
+            found[key.keyid] = Credential(
+                keyid=key.keyid,
+                kind=PrincipalKind.PORTAL,
+                principal=portal.id,
+                algorithm=key.algorithm,
+                key=key.key,
+            )
+    for user in settings.finance_users.values():
+        for key in user.keys:
+            found[key.keyid] = Credential(
+                keyid=key.keyid,
+                kind=PrincipalKind.FINANCE,
+                principal=user.id,
+                algorithm=key.algorithm,
+                key=key.key,
+            )
+    return found
+
+
+def check_banks(settings: Settings) -> dict[str, type[BankConnector]]:
+    """Resolve each configured bank's connector and check its options at start."""
+    classes: dict[str, type[BankConnector]] = {}
+    for name, bank in settings.banks.items():
+        cls = connector_class(bank.connector)
+        problems = cls.check_options(bank.options)
+        if problems:
+            raise ConfigError(f"banks.{name}: {problems[0]}")
+        classes[name] = cls
+    return classes
+
+
+def simulator_factory(protocol: str) -> Callable[..., web.Application]:
+    for ep in entry_points(group=SIMULATOR_GROUP):
+        if ep.name == protocol:
+            factory: Callable[..., web.Application] = ep.load()
+            return factory
+    raise ConfigError(f"no simulator is installed for bank protocol {protocol!r}")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    simulators: bool = False,
+    migrate_on_start: bool = False,
+    connector_overrides: Mapping[str, BankConnector] | None = None,
+) -> web.Application:
+    """Build the hub. ``simulators`` also mounts each bank's simulator at ``/sim/<bank>/``."""
+    classes = check_banks(settings)
+    app = web.Application(
+        middlewares=[context_middleware, signature_middleware],
+        client_max_size=STATEMENT_LIMIT,
+        handler_args={"max_field_size": 16384},
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock
+    app[keys.METRICS] = create_metrics()
+    app[keys.CREDENTIALS] = credentials_from(settings)
+    app.add_routes(ops_routes.routes)
+    app.add_routes(portal_routes.routes)
+    app.add_routes(bank_routes.routes)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        try:
+            if migrate_on_start:
+                await migrate.upgrade(engine)
+            elif not await migrate.is_current(engine):
+                raise ConfigError(
+                    "the database schema is not current: run `payhub db upgrade --config ...`"
+                )
+            app[keys.ENGINE] = engine
+            ledger = Ledger(engine, clock)
+            await ledger.start()
+            app[keys.LEDGER] = ledger
+            app[keys.NONCES] = DatabaseNonceStore(ledger)
+            yield
+            await ledger.close()
+        finally:
+            await engine.dispose()
+
+    async def banks(app: web.Application) -> AsyncIterator[None]:
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        app[keys.HTTP] = http
+        connectors: dict[str, BankConnector] = {}
+        for name, cls in classes.items():
+            context = ConnectorContext(http=http, clock=clock, notify_url=notify_url(settings, name))
+            connectors[name] = cls(name, settings.banks[name].options, context)
+        connectors.update(connector_overrides or {})
+        app[keys.CONNECTORS] = connectors
+        app[keys.PAYMENTS] = PaymentService(
+            engine=app[keys.ENGINE],
+            ledger=app[keys.LEDGER],
+            connectors=connectors,
+            router=Router(connectors, settings.default_bank, clock),
+            clock=clock,
+        )
+        yield
+        await http.close()
+
+    async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_prune_nonces(app), name="payhub-nonce-pruning")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.extend([database, banks, housekeeping])
+
+    if simulators:
+        for name, bank in settings.banks.items():
+            factory = simulator_factory(bank.connector)
+            sub = factory(bank.options, notify_url=notify_url(settings, name), clock=clock)
+            app.add_subapp(f"/sim/{name}/", sub)
+    return app
+
+
+async def _prune_nonces(app: web.Application) -> None:
+    """Drop nonces older than any signature the hub would still accept, every minute."""
+    store: Any = app[keys.NONCES]
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await store.prune(app[keys.CLOCK]() - NONCE_LIFETIME)
+        except Exception:
+            log.exception("nonce_pruning_failed")

@@ -1,0 +1,191 @@
+"""The connector port: the handful of things the hub asks of a bank.
+
+A connector class speaks one protocol; a configured *bank* is a name bound to a
+connector class plus its options (two VNPay merchant accounts are two banks, one class).
+Amounts crossing this port are always ``int`` VND; each connector converts to its
+protocol's unit at its own edge and back. Expected outcomes (declined, not found) are
+values; transport failures and bad signatures raise from ``payhub.errors``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import aiohttp
+
+from payhub.domain.clock import Clock
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the hub lends a connector: its HTTP client, its clock, where banks call back."""
+
+    http: aiohttp.ClientSession
+    clock: Clock
+    notify_url: str
+    """The hub's URL for this bank's confirmations (``{public_url}/banks/{bank}/notify``)."""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """An order to place at the bank for one payment."""
+
+    payment_id: str
+    bank_reference: str
+    """The hub's reference for this order at the bank (vnp_TxnRef, orderId, transfer text)."""
+    amount: int
+    order_info: str
+    """Human description, may hold Vietnamese diacritics; the connector adapts it."""
+    return_url: str
+    created_at: datetime
+    expires_at: datetime
+    payer_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """Where the payer goes to pay: a URL, an EMVCo QR payload, or both."""
+
+    payment_url: str | None = None
+    qr: str | None = None
+    bank_order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A request a bank sent to the hub, as received (the connector verifies it)."""
+
+    method: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ConfirmationStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+    """Not final yet (MoMo 1000/7000, VNPay status 01): changes nothing."""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A verified statement by the bank about one order."""
+
+    bank_reference: str
+    amount: int
+    status: ConfirmationStatus
+    bank_transaction_id: str | None = None
+    failure_code: str | None = None
+    paid_at: datetime | None = None
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+class ConfirmationOutcome(StrEnum):
+    """What the hub did with a confirmation; the connector turns it into the bank's answer."""
+
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"
+    UNKNOWN_ORDER = "unknown_order"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    IGNORED = "ignored"
+    """Valid but changes nothing (not final, or an illegal transition recorded in audit)."""
+    SIGNATURE_INVALID = "signature_invalid"
+    MALFORMED = "malformed"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class BankAnswer:
+    """The HTTP answer a bank's protocol expects for its confirmation."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_id: str
+    payment_bank_reference: str
+    bank_transaction_id: str | None
+    amount: int
+    payment_amount: int
+    paid_at: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    succeeded: bool
+    bank_refund_id: str | None = None
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One transaction on a bank's statement, in VND."""
+
+    bank_reference: str | None
+    amount: int
+    booked_at: datetime | None
+    status: str
+    bank_transaction_id: str | None = None
+    text: str = ""
+    fee: int = 0
+
+
+class BankConnector(abc.ABC):
+    """One bank protocol. Subclasses are registered in the ``payhub.banks`` entry points."""
+
+    protocol: ClassVar[str]
+    """The entry-point name, e.g. ``vnpay``."""
+    min_amount: ClassVar[int] = 1
+    max_amount: ClassVar[int] = 100_000_000_000
+    supports_refund: ClassVar[bool] = True
+
+    def __init__(self, bank: str, options: Mapping[str, Any], context: ConnectorContext) -> None:
+        self.bank = bank
+        self.options = options
+        self.context = context
+
+    @classmethod
+    @abc.abstractmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Problems with a bank's configured options (empty when valid), for start-up errors."""
+
+    @classmethod
+    def demo_options(cls, simulator_url: str) -> dict[str, Any]:
+        """Options for a fresh local setup whose bank is this connector's simulator."""
+        return {"base_url": simulator_url}
+
+    @abc.abstractmethod
+    async def place_order(self, order: OrderRequest) -> PlacedOrder:
+        """Place the order; raises ``BankUnavailable`` when the bank did not take it."""
+
+    @abc.abstractmethod
+    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
+        """Verify and read a confirmation; raises ``ConfirmationRejected`` subclasses."""
+
+    @abc.abstractmethod
+    def answer_confirmation(self, outcome: ConfirmationOutcome) -> BankAnswer:
+        """The answer the bank's protocol expects for what the hub did."""
+
+    @abc.abstractmethod
+    async def query_status(
+        self, bank_reference: str, amount: int, created_at: datetime
+    ) -> Confirmation | None:
+        """Ask the bank what became of an order; ``None`` when the bank does not know it."""
+
+    @abc.abstractmethod
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund part or all of a paid order."""
+
+    @abc.abstractmethod
+    def parse_statement(self, data: bytes) -> list[StatementLine]:
+        """Read the bank's statement file for one business day."""

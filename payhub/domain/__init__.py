@@ -1,0 +1,1 @@
+"""Pure payment domain: money, states, payments. No I/O, no web, no database."""

@@ -1,0 +1,25 @@
+"""Every object the aiohttp application holds, each under a typed ``web.AppKey``."""
+
+from __future__ import annotations
+
+from aiohttp import ClientSession, web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payhub.api.auth import Credential, NonceStore
+from payhub.connectors.port import BankConnector
+from payhub.domain.clock import Clock
+from payhub.observability.metrics import Metrics
+from payhub.service.payments import PaymentService
+from payhub.settings import Settings
+from payhub.store.ledger import Ledger
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+ENGINE = web.AppKey("engine", AsyncEngine)
+LEDGER = web.AppKey("ledger", Ledger)
+HTTP = web.AppKey("http", ClientSession)
+CONNECTORS = web.AppKey("connectors", dict[str, BankConnector])
+PAYMENTS = web.AppKey("payments", PaymentService)
+CREDENTIALS = web.AppKey("credentials", dict[str, Credential])
+NONCES = web.AppKey("nonces", NonceStore)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,356 @@
+"""The one configuration file, ``payhub.toml``, validated into frozen dataclasses.
+
+Everything is checked at start so that a bad file fails with one clear line naming the
+key, never later inside a request. Relative paths (keys, the SQLite file) are resolved
+against the configuration file's folder so that a setup made by ``payhub init DIR``
+works from any working directory.
+
+::
+
+    [hub]
+    database_url = "sqlite:///payhub.db"     # or postgresql://user@host/db
+    timezone = "Asia/Ho_Chi_Minh"
+    public_url = "http://127.0.0.1:8080"     # where banks send confirmations
+    host = "127.0.0.1"
+    port = 8080
+    default_bank = "vnpay"                   # when the portal names none
+
+    [[hub.signing_keys]]                     # newest first; the first signs
+    kid = "hub-20261128"
+    private_key_file = "keys/hub-20261128.pem"
+
+    [portals.demo]
+    callback_url = "http://127.0.0.1:9000/payhub/events"
+    whsec = "whsec_…"                        # optional: adds HMAC v1 webhook signatures
+    [[portals.demo.keys]]
+    keyid = "demo"
+    algorithm = "ed25519"                    # or "hmac-sha256" with secret_file
+    public_key_file = "keys/demo.pub.pem"
+
+    [finance.finance]
+    [[finance.finance.keys]]
+    keyid = "finance"
+    algorithm = "ed25519"
+    public_key_file = "keys/finance.pub.pem"
+
+    [banks.vnpay]                            # a bank: a name bound to a connector
+    connector = "vnpay"
+    tmn_code = "PAYHUB01"                    # the rest are the connector's options
+    hash_secret = "…"
+    base_url = "http://127.0.0.1:8080/sim/vnpay"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from payhub.errors import ConfigError
+
+SUPPORTED_TIMEZONE = "Asia/Ho_Chi_Minh"
+KEY_ALGORITHMS = ("ed25519", "hmac-sha256")
+MIN_HMAC_SECRET_BYTES = 32
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A key a portal or finance user signs requests with; the hub holds only the public half."""
+
+    keyid: str
+    algorithm: str
+    key: Ed25519PublicKey | bytes
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    id: str
+    callback_url: str
+    keys: tuple[RequestKey, ...]
+    whsec: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class FinanceUserSettings:
+    id: str
+    keys: tuple[RequestKey, ...]
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """A configured bank: its name, the connector protocol that serves it, and its options."""
+
+    name: str
+    connector: str
+    options: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HubKey:
+    """One of the hub's own Ed25519 signing keys (webhooks, JWKS)."""
+
+    kid: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+    retired: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    database_url: str
+    public_url: str
+    host: str
+    port: int
+    timezone: str
+    default_bank: str | None
+    hub_keys: tuple[HubKey, ...]
+    portals: Mapping[str, PortalSettings]
+    finance_users: Mapping[str, FinanceUserSettings]
+    banks: Mapping[str, BankSettings]
+    rate_limit_per_second: int = 0
+    """Per-portal request rate limit; 0 turns it off."""
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate ``payhub.toml``; raises ``ConfigError`` with one clear line."""
+    config_path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {config_path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config_path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
+    return parse_settings(raw, config_path)
+
+
+def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
+    """Validate an already-parsed TOML document."""
+    base = config_path.parent
+    _only(raw, "", {"hub", "portals", "finance", "banks"})
+    hub = _table(raw, "hub")
+    _only(
+        hub,
+        "hub",
+        {
+            "database_url",
+            "timezone",
+            "public_url",
+            "host",
+            "port",
+            "default_bank",
+            "signing_keys",
+            "rate_limit_per_second",
+        },
+    )
+    timezone = _str(hub, "hub.timezone", default=SUPPORTED_TIMEZONE)
+    if timezone != SUPPORTED_TIMEZONE:
+        raise ConfigError(f"hub.timezone must be {SUPPORTED_TIMEZONE!r}, not {timezone!r}")
+    database_url = resolve_database_url(_str(hub, "hub.database_url"), base)
+    public_url = _str(hub, "hub.public_url", default="http://127.0.0.1:8080").rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise ConfigError("hub.public_url must be an http(s) URL")
+    port = hub.get("port", 8080)
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ConfigError("hub.port must be an integer 0–65535")
+    rate = hub.get("rate_limit_per_second", 0)
+    if type(rate) is not int or rate < 0:
+        raise ConfigError("hub.rate_limit_per_second must be a non-negative integer")
+
+    hub_keys = tuple(
+        _hub_key(entry, f"hub.signing_keys[{i}]", base)
+        for i, entry in enumerate(_list(hub, "signing_keys"))
+    )
+    if not hub_keys:
+        raise ConfigError("hub.signing_keys needs at least one key (payhub init makes one)")
+
+    portals: dict[str, PortalSettings] = {}
+    for portal_id, table in _table(raw, "portals", required=False).items():
+        where = f"portals.{portal_id}"
+        _check_id(portal_id, where)
+        table = _as_table(table, where)
+        _only(table, where, {"callback_url", "keys", "whsec"})
+        whsec = table.get("whsec")
+        if whsec is not None and (not isinstance(whsec, str) or not whsec.startswith("whsec_")):
+            raise ConfigError(f"{where}.whsec must be a string starting with 'whsec_'")
+        portals[portal_id] = PortalSettings(
+            id=portal_id,
+            callback_url=_str(table, f"{where}.callback_url"),
+            keys=_request_keys(table, where, base),
+            whsec=whsec,
+        )
+    finance_users: dict[str, FinanceUserSettings] = {}
+    for user_id, table in _table(raw, "finance", required=False).items():
+        where = f"finance.{user_id}"
+        _check_id(user_id, where)
+        table = _as_table(table, where)
+        _only(table, where, {"keys"})
+        finance_users[user_id] = FinanceUserSettings(
+            id=user_id, keys=_request_keys(table, where, base)
+        )
+
+    keyids: dict[str, str] = {}
+    for owner, keys in [(f"portals.{p.id}", p.keys) for p in portals.values()] + [
+        (f"finance.{f.id}", f.keys) for f in finance_users.values()
+    ]:
+        for key in keys:
+            if key.keyid in keyids:
+                raise ConfigError(
+                    f"keyid {key.keyid!r} is used by both {keyids[key.keyid]} and {owner}: "
+                    "a key belongs to exactly one principal"
+                )
+            keyids[key.keyid] = owner
+
+    banks: dict[str, BankSettings] = {}
+    for name, table in _table(raw, "banks", required=False).items():
+        where = f"banks.{name}"
+        _check_id(name, where)
+        table = _as_table(table, where)
+        connector = _str(table, f"{where}.connector")
+        options = {k: v for k, v in table.items() if k != "connector"}
+        banks[name] = BankSettings(name=name, connector=connector, options=options)
+    default_bank = hub.get("default_bank")
+    if default_bank is not None and default_bank not in banks:
+        raise ConfigError(f"hub.default_bank {default_bank!r} is not a configured bank")
+
+    return Settings(
+        config_path=config_path,
+        database_url=database_url,
+        public_url=public_url,
+        host=_str(hub, "hub.host", default="127.0.0.1"),
+        port=port,
+        timezone=timezone,
+        default_bank=default_bank,
+        hub_keys=hub_keys,
+        portals=portals,
+        finance_users=finance_users,
+        banks=banks,
+        rate_limit_per_second=rate,
+    )
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """Pick the async driver and anchor a relative SQLite path at the config folder."""
+    if url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if not path or path == ":memory:":
+            raise ConfigError("hub.database_url: SQLite needs a file path (sqlite:///payhub.db)")
+        file = Path(path)
+        if not file.is_absolute():
+            file = base / file
+        return f"sqlite+aiosqlite:///{file}"
+    if url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    raise ConfigError("hub.database_url must start with sqlite:/// or postgresql://")
+
+
+def _request_keys(table: Mapping[str, Any], where: str, base: Path) -> tuple[RequestKey, ...]:
+    keys = []
+    for i, entry in enumerate(_list(table, "keys")):
+        at = f"{where}.keys[{i}]"
+        entry = _as_table(entry, at)
+        _only(entry, at, {"keyid", "algorithm", "public_key", "public_key_file", "secret_file"})
+        keyid = _str(entry, f"{at}.keyid")
+        _check_id(keyid, f"{at}.keyid")
+        algorithm = _str(entry, f"{at}.algorithm", default="ed25519")
+        key: Ed25519PublicKey | bytes
+        if algorithm == "ed25519":
+            pem = entry.get("public_key")
+            if pem is None:
+                pem = _read(base, _str(entry, f"{at}.public_key_file"), at).decode()
+            key = _ed25519_public(pem, at)
+        elif algorithm == "hmac-sha256":
+            key = _read(base, _str(entry, f"{at}.secret_file"), at)
+            if len(key) < MIN_HMAC_SECRET_BYTES:
+                raise ConfigError(f"{at}: an hmac-sha256 secret needs at least 32 bytes")
+        else:
+            raise ConfigError(f"{at}.algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+        keys.append(RequestKey(keyid=keyid, algorithm=algorithm, key=key))
+    if not keys:
+        raise ConfigError(f"{where}.keys needs at least one key")
+    return tuple(keys)
+
+
+def _hub_key(entry: Any, at: str, base: Path) -> HubKey:
+    entry = _as_table(entry, at)
+    _only(entry, at, {"kid", "private_key_file", "retired"})
+    data = _read(base, _str(entry, f"{at}.private_key_file"), at)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except ValueError as exc:
+        raise ConfigError(f"{at}: private_key_file is not a PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{at}: hub signing keys must be Ed25519")
+    retired = entry.get("retired", False)
+    if not isinstance(retired, bool):
+        raise ConfigError(f"{at}.retired must be true or false")
+    return HubKey(kid=_str(entry, f"{at}.kid"), private_key=key, retired=retired)
+
+
+def _ed25519_public(pem: str, at: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise ConfigError(f"{at}: not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{at}: the public key is not Ed25519")
+    return key
+
+
+def _read(base: Path, name: str, at: str) -> bytes:
+    path = Path(name) if Path(name).is_absolute() else base / name
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{at}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _check_id(value: str, at: str) -> None:
+    if not _ID.match(value):
+        raise ConfigError(f"{at}: {value!r} must be 1–64 chars of letters, digits, '.', '_', '-'")
+
+
+def _table(raw: Mapping[str, Any], key: str, *, required: bool = True) -> Mapping[str, Any]:
+    if key not in raw:
+        if required:
+            raise ConfigError(f"missing [{key}] table")
+        return {}
+    return _as_table(raw[key], key)
+
+
+def _as_table(value: Any, at: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{at} must be a table")
+    return value
+
+
+def _list(table: Mapping[str, Any], key: str) -> list[Any]:
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be an array of tables ([[...{key}]])")
+    return value
+
+
+def _str(table: Mapping[str, Any], at: str, *, default: str | None = None) -> str:
+    key = at.rsplit(".", 1)[-1]
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"missing {at}")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{at} must be a non-empty string")
+    return value
+
+
+def _only(table: Mapping[str, Any], at: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        where = f" in [{at}]" if at else ""
+        raise ConfigError(f"unknown key {unknown[0]!r}{where}; allowed: {', '.join(sorted(allowed))}")
