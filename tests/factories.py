@@ -138,11 +138,11 @@ class Hub:
             assert response.status == 200, await response.text()
 
 
-def payment_body(dossier: str = "H29.17-261127-0001", **overrides: Any) -> dict[str, Any]:
+def payment_body(code: str = "H29.17-261127-0001", **overrides: Any) -> dict[str, Any]:
     """The example request of CONTRACT §3, with whatever a test changes."""
     body: dict[str, Any] = {
         "dossier": {
-            "code": dossier,
+            "code": code,
             "procedure_code": "1.004227",
             "agency_code": "H29.17",
             "agency_name": "UBND quận Ba Đình",

@@ -26,8 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JSON_LIMIT = 64 * 1024
 STATEMENT_LIMIT = 256 * 1024 * 1024
-PRINCIPAL = "payhub.principal"
-BODY = "payhub.body"
+PRINCIPAL = web.RequestKey("principal", Credential)
+BODY = web.RequestKey("body", bytes)
 UNSIGNED_V1 = frozenset({"/v1/openapi.json"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -81,9 +81,7 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     finance_route = path.startswith("/v1/finance/")
     body = await read_body(request, STATEMENT_LIMIT if finance_route else JSON_LIMIT)
-    signed = SignedRequest(
-        method=request.method, url=str(request.url), headers=request.headers, body=body
-    )
+    signed = SignedRequest.from_aiohttp(request, body)
     app = request.app
     credential = await authenticate(
         signed, app[keys.CREDENTIALS], app[keys.NONCES], app[keys.CLOCK]()

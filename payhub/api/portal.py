@@ -8,7 +8,6 @@ from typing import Any
 from aiohttp import web
 
 from payhub import keys
-from payhub.api.auth import Credential
 from payhub.api.middleware import BODY, PRINCIPAL
 from payhub.api.problems import json_response
 from payhub.domain.requests import parse_payment_request
@@ -22,8 +21,7 @@ _DOSSIER_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 
 
 def _portal(request: web.Request) -> str:
-    credential: Credential = request[PRINCIPAL]
-    return credential.principal
+    return request[PRINCIPAL].principal
 
 
 def idempotency_key(request: web.Request) -> str:
@@ -45,7 +43,7 @@ def json_body(request: web.Request) -> Any:
     charset = request.charset
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise ProblemError("unsupported_media_type", "JSON bodies are UTF-8")
-    raw: bytes = request[BODY]
+    raw = request[BODY]
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -99,7 +97,7 @@ async def get_payment(request: web.Request) -> web.Response:
 
 @routes.post("/v1/payments/{id}/cancel")
 async def cancel_payment(request: web.Request) -> web.Response:
-    raw: bytes = request[BODY]
+    raw = request[BODY]
     if raw.strip():
         body = json_body(request)
         if body != {}:
