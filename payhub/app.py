@@ -139,7 +139,9 @@ def create_app(
         app[keys.HTTP] = http
         connectors: dict[str, BankConnector] = {}
         for name, cls in classes.items():
-            context = ConnectorContext(http=http, clock=clock, notify_url=notify_url(settings, name))
+            context = ConnectorContext(
+                http=http, clock=clock, notify_url=notify_url(settings, name)
+            )
             connectors[name] = cls(name, settings.banks[name].options, context)
         connectors.update(connector_overrides or {})
         app[keys.CONNECTORS] = connectors

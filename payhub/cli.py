@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--simulators", action="store_true", help="also serve the bank simulators at /sim/<bank>/"
     )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other hub processes (SO_REUSEPORT), one per core",
+    )
 
     simulate = commands.add_parser("simulate", help="run one bank simulator on its own")
     simulate.add_argument("bank")
@@ -75,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole world on a temporary SQLite database")
     demo.add_argument("--payments", type=int, default=36, help="how many dossiers to pay")
     demo.add_argument("--json", action="store_true")
+
+    bench = commands.add_parser(
+        "bench", help="signed durable creates per second, against a bare-aiohttp baseline"
+    )
+    bench.add_argument("--requests", type=int, default=5000)
+    bench.add_argument("--concurrency", type=int, default=64)
+    bench.add_argument("--workers", type=int, default=1, help="hub processes sharing the port")
+    bench.add_argument(
+        "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
+    )
+    bench.add_argument("--json", action="store_true")
     return parser
 
 
@@ -97,8 +113,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from payhub.setup import init_setup
 
         path = init_setup(args.dir, port=args.port, force=args.force)
-        print(f"wrote {path}; start it with: payhub db upgrade --config {path} && "
-              f"payhub serve --config {path} --simulators")
+        print(
+            f"wrote {path}; start it with: payhub db upgrade --config {path} && "
+            f"payhub serve --config {path} --simulators"
+        )
         return 0
     if command in ("portal", "finance"):
         from payhub.setup import add_principal
@@ -119,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"added {command} {args.id} to {args.config}")
         return 0
     if command == "serve":
-        configure_logging()
+        configure_logging(level=_log_level())
         return _serve(args)
     if command == "simulate":
         configure_logging()
@@ -135,6 +153,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         from payhub.demo import run_demo
 
         return asyncio.run(run_demo(payments=args.payments, as_json=args.json))
+    if command == "bench":
+        configure_logging(json=True, level=40)
+        from payhub.bench import run_bench
+
+        if args.requests < 1 or args.concurrency < 1 or args.workers < 1:
+            raise ConfigError("--requests, --concurrency and --workers must be at least 1")
+        return asyncio.run(
+            run_bench(
+                requests=args.requests,
+                concurrency=args.concurrency,
+                workers=args.workers,
+                database_url=args.database_url,
+                as_json=args.json,
+            )
+        )
     raise ConfigError(f"unknown command {command}")  # pragma: no cover - argparse guards
 
 
@@ -151,9 +184,22 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
         access_log=None,
+        reuse_port=args.reuse_port or None,
         print=lambda text: print(text, file=sys.stderr),
     )
     return 0
+
+
+def _log_level() -> int:
+    """``PAYHUB_LOG_LEVEL`` (debug, info, warning, error); info by default."""
+    import logging
+    import os
+
+    name = os.environ.get("PAYHUB_LOG_LEVEL", "info").upper()
+    level = logging.getLevelName(name)
+    if not isinstance(level, int):
+        raise ConfigError(f"PAYHUB_LOG_LEVEL={name.lower()} is not a log level")
+    return level
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from payhub.settings import Settings
 from payhub.store.ledger import Ledger
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Clock)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 LEDGER = web.AppKey("ledger", Ledger)
 HTTP = web.AppKey("http", ClientSession)

@@ -353,4 +353,6 @@ def _only(table: Mapping[str, Any], at: str, allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         where = f" in [{at}]" if at else ""
-        raise ConfigError(f"unknown key {unknown[0]!r}{where}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"unknown key {unknown[0]!r}{where}; allowed: {', '.join(sorted(allowed))}"
+        )

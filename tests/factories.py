@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -64,16 +65,30 @@ def settings_document(tmp_path: Path, database_url: str, port: int) -> tuple[dic
         "portals": {
             "demo": {
                 "callback_url": "http://127.0.0.1:9/events",
-                "keys": [{"keyid": "demo", "algorithm": "ed25519", "public_key": public_pem(portal_key)}],
+                "keys": [
+                    {"keyid": "demo", "algorithm": "ed25519", "public_key": public_pem(portal_key)}
+                ],
             },
             "other": {
                 "callback_url": "http://127.0.0.1:9/events",
-                "keys": [{"keyid": "other", "algorithm": "hmac-sha256", "secret_file": "keys/other.secret"}],
+                "keys": [
+                    {
+                        "keyid": "other",
+                        "algorithm": "hmac-sha256",
+                        "secret_file": "keys/other.secret",
+                    }
+                ],
             },
         },
         "finance": {
             "finance": {
-                "keys": [{"keyid": "finance", "algorithm": "ed25519", "public_key": public_pem(finance_key)}]
+                "keys": [
+                    {
+                        "keyid": "finance",
+                        "algorithm": "ed25519",
+                        "public_key": public_pem(finance_key),
+                    }
+                ]
             }
         },
         "banks": {
@@ -123,7 +138,9 @@ class Hub:
 
     @property
     def finance(self) -> PortalClient:
-        return PortalClient(self.session, self.base_url, keyid="finance", key=self.world.finance_key)
+        return PortalClient(
+            self.session, self.base_url, keyid="finance", key=self.world.finance_key
+        )
 
     async def sim_pay(self, reference: str, outcome: str = "success", **extra: Any) -> Any:
         async with self.session.post(
@@ -134,29 +151,42 @@ class Hub:
             return await response.json()
 
     async def sim_faults(self, **faults: Any) -> None:
-        async with self.session.put(f"{self.base_url}/sim/vnpay/_sim/faults", json=faults) as response:
+        async with self.session.put(
+            f"{self.base_url}/sim/vnpay/_sim/faults", json=faults
+        ) as response:
             assert response.status == 200, await response.text()
 
 
-def payment_body(code: str = "H29.17-261127-0001", **overrides: Any) -> dict[str, Any]:
-    """The example request of CONTRACT §3, with whatever a test changes."""
-    body: dict[str, Any] = {
-        "dossier": {
-            "code": code,
-            "procedure_code": "1.004227",
-            "agency_code": "H29.17",
-            "agency_name": "UBND quận Ba Đình",
+CONTRACT_EXAMPLE: dict[str, Any] = {  # CONTRACT §3, as printed there
+    "dossier": {
+        "code": "H29.17-261127-0001",
+        "procedure_code": "1.004227",
+        "agency_code": "H29.17",
+        "agency_name": "UBND quận Ba Đình",
+    },
+    "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
+    "items": [
+        {
+            "kind": "charge",
+            "code": "LPTB",
+            "description": "Lệ phí trước bạ xe máy",
+            "amount": 2400000,
         },
-        "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
-        "items": [
-            {"kind": "charge", "code": "LPTB", "description": "Lệ phí trước bạ xe máy", "amount": 2400000},
-            {"kind": "fee", "code": "PCD", "description": "Phí cấp đăng ký", "amount": 150000},
-        ],
-        "amount": 2550000,
-        "currency": "VND",
-        "bank": "vnpay",
-        "return_url": "https://portal.example/dossiers/H29.17-261127-0001/paid",
-        "expires_in": 900,
-    }
+        {"kind": "fee", "code": "PCD", "description": "Phí cấp đăng ký", "amount": 150000},
+    ],
+    "amount": 2550000,
+    "currency": "VND",
+    "bank": "vnpay",
+    "return_url": "https://portal.example/dossiers/H29.17-261127-0001/paid",
+    "expires_in": 900,
+    "description": "optional, ≤ 255 chars",
+}
+
+
+def payment_body(code: str = "H29.17-261127-0001", **overrides: Any) -> dict[str, Any]:
+    """The example request of CONTRACT §3 for dossier ``code``, with what a test changes."""
+    body = copy.deepcopy(CONTRACT_EXAMPLE)
+    del body["description"]
+    body["dossier"]["code"] = code
     body.update(overrides)
     return body

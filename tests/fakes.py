@@ -29,7 +29,9 @@ class FakeBank(BankConnector):
     protocol = "fake"
     max_amount = 50_000_000
 
-    def __init__(self, bank: str = "fake", options: Mapping[str, Any] | None = None, context: Any = None) -> None:
+    def __init__(
+        self, bank: str = "fake", options: Mapping[str, Any] | None = None, context: Any = None
+    ) -> None:
         super().__init__(bank, options or {}, context)
         self.orders: list[OrderRequest] = []
         self.down = False
@@ -56,7 +58,9 @@ class FakeBank(BankConnector):
     def answer_confirmation(self, outcome: ConfirmationOutcome) -> BankAnswer:
         return BankAnswer(200, outcome.value.encode(), "text/plain")
 
-    async def query_status(self, bank_reference: str, amount: int, created_at: datetime) -> Confirmation | None:
+    async def query_status(
+        self, bank_reference: str, amount: int, created_at: datetime
+    ) -> Confirmation | None:
         return None
 
     async def refund(self, request: RefundRequest) -> RefundResult:
@@ -66,7 +70,9 @@ class FakeBank(BankConnector):
         return []
 
 
-def confirmation(reference: str, amount: int, status: str = "succeeded", code: str | None = None) -> Confirmation:
+def confirmation(
+    reference: str, amount: int, status: str = "succeeded", code: str | None = None
+) -> Confirmation:
     return Confirmation(
         bank_reference=reference,
         amount=amount,

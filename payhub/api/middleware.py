@@ -83,12 +83,15 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     body = await read_body(request, STATEMENT_LIMIT if finance_route else JSON_LIMIT)
     signed = SignedRequest.from_aiohttp(request, body)
     app = request.app
-    credential = await authenticate(
-        signed, app[keys.CREDENTIALS], app[keys.NONCES], app[keys.CLOCK]()
-    )
+    credentials: dict[str, Credential] = app[keys.CREDENTIALS]
+    credential = await authenticate(signed, credentials, app[keys.NONCES], app[keys.CLOCK]())
     _authorise(credential, finance_route)
     structlog.contextvars.bind_contextvars(
-        **{"portal" if credential.kind is PrincipalKind.PORTAL else "finance_user": credential.principal}
+        **{
+            "portal"
+            if credential.kind is PrincipalKind.PORTAL
+            else "finance_user": credential.principal
+        }
     )
     if "id" in request.match_info:
         structlog.contextvars.bind_contextvars(payment_id=request.match_info["id"])

@@ -28,7 +28,9 @@ def idempotency_key(request: web.Request) -> str:
     """The ``Idempotency-Key`` header: 1–255 visible ASCII characters."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        raise ProblemError("idempotency_key_required", "this request needs an Idempotency-Key header")
+        raise ProblemError(
+            "idempotency_key_required", "this request needs an Idempotency-Key header"
+        )
     if not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key):
         raise ProblemError(
             "malformed_request", "Idempotency-Key must be 1–255 visible ASCII characters"
@@ -124,7 +126,9 @@ async def get_dossier(request: web.Request) -> web.Response:
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
     """Event pull: the portal's events in creation order, after a given event id."""
-    errors = [FieldError(name, "unknown parameter") for name in set(request.query) - {"after", "limit"}]
+    errors = [
+        FieldError(name, "unknown parameter") for name in set(request.query) - {"after", "limit"}
+    ]
     limit_text = request.query.get("limit", "100")
     limit = int(limit_text) if limit_text.isdigit() else 0
     if not 1 <= limit <= MAX_EVENTS_PAGE:

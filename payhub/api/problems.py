@@ -22,7 +22,9 @@ def problem_response(problem: ProblemError) -> web.Response:
     return response
 
 
-def json_response(data: object, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(),

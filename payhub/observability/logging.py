@@ -63,9 +63,7 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

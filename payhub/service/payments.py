@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -53,7 +54,7 @@ class Created:
     replayed: bool
 
 
-def fingerprint(scope: str, canonical: dict[str, Any]) -> str:
+def fingerprint(scope: str, canonical: Mapping[str, Any]) -> str:
     """What makes two requests under one Idempotency-Key "the same request"."""
     text = json.dumps([scope, canonical], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -80,7 +81,9 @@ class PaymentService:
 
     # -- create ---------------------------------------------------------------------------
 
-    async def create(self, portal_id: str, idempotency_key: str, request: PaymentRequest) -> Created:
+    async def create(
+        self, portal_id: str, idempotency_key: str, request: PaymentRequest
+    ) -> Created:
         """Create a payment once per Idempotency-Key; a repeat replays the first answer."""
         print_ = fingerprint(CREATE_SCOPE, request.canonical())
         slot = (portal_id, idempotency_key)
@@ -346,9 +349,7 @@ class PaymentService:
                 paid_at=confirmation.paid_at or tx.clock()
                 if target is PaymentStatus.SUCCEEDED
                 else None,
-                failure_code=confirmation.failure_code
-                if target is PaymentStatus.FAILED
-                else None,
+                failure_code=confirmation.failure_code if target is PaymentStatus.FAILED else None,
                 bank_transaction_id=confirmation.bank_transaction_id,
             )
             return ConfirmationOutcome.APPLIED
@@ -402,7 +403,8 @@ async def transition(
         payment_id=payment.id,
         from_status=payment.status.value,
         to_status=target.value,
-        detail=detail or ({"bank_transaction_id": bank_transaction_id} if bank_transaction_id else {}),
+        detail=detail
+        or ({"bank_transaction_id": bank_transaction_id} if bank_transaction_id else {}),
     )
     event_type = EVENT_TYPE[target]
     if event_type is not None:

@@ -31,13 +31,17 @@ async def verify_chain(engine: AsyncEngine, *, chunk: int = 5000) -> ChainReport
         last = 0
         while True:
             rows = (
-                await conn.execute(
-                    select(audit_log)
-                    .where(audit_log.c.seq > last)
-                    .order_by(audit_log.c.seq)
-                    .limit(chunk)
+                (
+                    await conn.execute(
+                        select(audit_log)
+                        .where(audit_log.c.seq > last)
+                        .order_by(audit_log.c.seq)
+                        .limit(chunk)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             if not rows:
                 break
             for row in rows:
@@ -54,13 +58,17 @@ async def verify_chain(engine: AsyncEngine, *, chunk: int = 5000) -> ChainReport
                     detail=json.loads(row["detail"]),
                 )
                 if row["prev_hash"] != prev:
-                    return ChainReport(count, prev, seq, "prev_hash does not match the entry before")
+                    return ChainReport(
+                        count, prev, seq, "prev_hash does not match the entry before"
+                    )
                 digest = chain_hash(prev, seq, entry)
                 if digest != row["hash"]:
                     return ChainReport(count, prev, seq, "content does not match its hash")
                 prev, expected_seq, count = digest, seq + 1, count + 1
                 last = seq
-        head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).mappings().first()
+        head = (
+            (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).mappings().first()
+        )
     if head is None or head["hash"] != prev or int(head["seq"]) != count:
         return ChainReport(count, prev, count + 1, "the chain head does not match the last entry")
     return ChainReport(count, prev)

@@ -30,7 +30,6 @@ metadata = MetaData(
 )
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on SQLite (no time zones) and PostgreSQL."""
 
@@ -100,7 +99,9 @@ idempotency_keys = Table(
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("id", String(40), nullable=False, unique=True),
     Column("portal_id", String(64), nullable=False),
     Column("type", String(40), nullable=False),

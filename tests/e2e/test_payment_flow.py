@@ -27,7 +27,9 @@ async def wait_for_status(hub: Hub, payment_id: str, wanted: str) -> dict[str, A
 
 async def count_events(hub: Hub, payment_id: str, type_: str) -> int:
     async with hub.app[keys.ENGINE].connect() as conn:
-        query = select(func.count()).where(events.c.payment_id == payment_id, events.c.type == type_)
+        query = select(func.count()).where(
+            events.c.payment_id == payment_id, events.c.type == type_
+        )
         return int((await conn.execute(query)).scalar_one())
 
 

@@ -22,7 +22,9 @@ async def stored_counts(hub: Hub) -> tuple[int, int, int]:
     async with hub.app[keys.ENGINE].connect() as conn:
         counts = []
         for table in (payments, idempotency_keys, audit_log):
-            counts.append(int((await conn.execute(select(func.count()).select_from(table))).scalar_one()))
+            counts.append(
+                int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+            )
     return counts[0], counts[1], counts[2]
 
 
@@ -31,12 +33,25 @@ async def raw_post(hub: Hub, path: str, body: bytes, headers: dict[str, str]) ->
         return PortalResponse(response.status, response.headers, await response.read())
 
 
-def signed(hub: Hub, body: bytes, *, content_type: str = "application/json", key: str | None = "k-1",
-           path: str = "/v1/payments", **kwargs: Any) -> dict[str, str]:
+def signed(
+    hub: Hub,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    key: str | None = "k-1",
+    path: str = "/v1/payments",
+    **kwargs: Any,
+) -> dict[str, str]:
     return sign_headers(
-        "POST", hub.base_url + path, keyid="demo", key=hub.world.portal_key,
-        created=kwargs.pop("created", datetime.now(UTC)), body=body,
-        content_type=content_type, idempotency_key=key, **kwargs,
+        "POST",
+        hub.base_url + path,
+        keyid="demo",
+        key=hub.world.portal_key,
+        created=kwargs.pop("created", datetime.now(UTC)),
+        body=body,
+        content_type=content_type,
+        idempotency_key=key,
+        **kwargs,
     )
 
 
@@ -68,7 +83,10 @@ async def test_unreadable_bodies(hub: Hub, body: bytes, status: int, code: str) 
 
 
 def _items(*amounts: Any) -> list[dict[str, Any]]:
-    return [{"kind": "fee", "code": f"F{i}", "description": "Phí", "amount": a} for i, a in enumerate(amounts)]
+    return [
+        {"kind": "fee", "code": f"F{i}", "description": "Phí", "amount": a}
+        for i, a in enumerate(amounts)
+    ]
 
 
 INVALID = [
@@ -82,8 +100,14 @@ INVALID = [
     pytest.param({"items": _items(1.5), "amount": 1.5}, "items[0].amount", id="float-item"),
     pytest.param({"currency": "USD"}, "currency", id="not-vnd"),
     pytest.param({"surprise": 1}, "surprise", id="unknown-field"),
-    pytest.param({"dossier": {"code": "H29", "agency_code": "X", "extra": 1}}, "dossier.extra", id="unknown-nested"),
-    pytest.param({"dossier": {"code": "a/b", "agency_code": "X"}}, "dossier.code", id="dossier-code-chars"),
+    pytest.param(
+        {"dossier": {"code": "H29", "agency_code": "X", "extra": 1}},
+        "dossier.extra",
+        id="unknown-nested",
+    ),
+    pytest.param(
+        {"dossier": {"code": "a/b", "agency_code": "X"}}, "dossier.code", id="dossier-code-chars"
+    ),
     pytest.param({"payer": {}}, "payer.name", id="missing-payer-name"),
     pytest.param({"items": []}, "items", id="no-items"),
     pytest.param({"bank": "nobank"}, "bank", id="unknown-bank"),
@@ -93,7 +117,9 @@ INVALID = [
 
 
 @pytest.mark.parametrize(("change", "field"), INVALID)
-async def test_invalid_requests_are_422_with_the_field(hub: Hub, change: dict[str, Any], field: str) -> None:
+async def test_invalid_requests_are_422_with_the_field(
+    hub: Hub, change: dict[str, Any], field: str
+) -> None:
     before = await stored_counts(hub)
     response = await hub.portal.create_payment(payment_body(**change), str(uuid.uuid4()))
     problem = assert_problem(response, 422, "validation_failed")
@@ -111,10 +137,14 @@ async def test_missing_field_is_422(hub: Hub) -> None:
 async def test_oversize_wrong_type_and_missing_key(hub: Hub) -> None:
     before = await stored_counts(hub)
     big = encode_json(payment_body(description="x" * (65 * 1024)))
-    assert_problem(await raw_post(hub, "/v1/payments", big, signed(hub, big)), 413, "payload_too_large")
+    assert_problem(
+        await raw_post(hub, "/v1/payments", big, signed(hub, big)), 413, "payload_too_large"
+    )
     form = b"amount=1"
     headers = signed(hub, form, content_type="application/x-www-form-urlencoded")
-    assert_problem(await raw_post(hub, "/v1/payments", form, headers), 415, "unsupported_media_type")
+    assert_problem(
+        await raw_post(hub, "/v1/payments", form, headers), 415, "unsupported_media_type"
+    )
     body = encode_json(payment_body())
     assert_problem(
         await raw_post(hub, "/v1/payments", body, signed(hub, body, key=None)),
@@ -135,7 +165,9 @@ async def test_signature_failures(hub: Hub) -> None:
 
     tampered_body = body.replace(b"2550000", b"2550001")
     assert_problem(
-        await raw_post(hub, "/v1/payments", tampered_body, signed(hub, body)), 400, "digest_mismatch"
+        await raw_post(hub, "/v1/payments", tampered_body, signed(hub, body)),
+        400,
+        "digest_mismatch",
     )
 
     headers = signed(hub, body)
@@ -144,8 +176,14 @@ async def test_signature_failures(hub: Hub) -> None:
     assert_problem(await raw_post(hub, "/v1/payments", body, headers), 401, "signature_invalid")
 
     other_key = sign_headers(
-        "POST", hub.base_url + "/v1/payments", keyid="demo", key=hub.world.other_portal_secret,
-        created=datetime.now(UTC), body=body, content_type="application/json", idempotency_key="k",
+        "POST",
+        hub.base_url + "/v1/payments",
+        keyid="demo",
+        key=hub.world.other_portal_secret,
+        created=datetime.now(UTC),
+        body=body,
+        content_type="application/json",
+        idempotency_key="k",
     )
     assert_problem(await raw_post(hub, "/v1/payments", body, other_key), 401, "signature_invalid")
     assert await stored_counts(hub) == before
@@ -167,7 +205,9 @@ async def test_principals_only_reach_their_own_things(hub: Hub) -> None:
     assert listed.status == 200 and listed.json() == {"data": []}
     assert_problem(await hub.other_portal.get_dossier("H29.17-261127-0001"), 404, "not_found")
     assert_problem(await hub.finance.get_payment(payment["id"]), 403, "forbidden")
-    assert_problem(await hub.portal.request("GET", "/v1/finance/reconciliations/rec_x"), 403, "forbidden")
+    assert_problem(
+        await hub.portal.request("GET", "/v1/finance/reconciliations/rec_x"), 403, "forbidden"
+    )
     assert (await hub.portal.get_payment(payment["id"])).json()["status"] == "pending"
 
 
@@ -220,7 +260,9 @@ async def test_event_pull_pages_in_order(hub: Hub) -> None:
     assert rest["has_more"] is False
     assert [e["data"]["id"] for e in first["data"] + rest["data"]] == ids
     assert_problem(await hub.portal.list_events(limit=501), 422, "validation_failed")
-    assert_problem(await hub.other_portal.list_events(after=first["data"][0]["id"]), 422, "validation_failed")
+    assert_problem(
+        await hub.other_portal.list_events(after=first["data"][0]["id"]), 422, "validation_failed"
+    )
 
 
 async def test_operations_endpoints_need_no_signature(hub: Hub) -> None:

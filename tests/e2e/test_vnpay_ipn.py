@@ -1,4 +1,4 @@
-"""VNPay IPNs at the hub, crafted by hand: each case gets VNPay's RspCode and changes only what it should."""
+"""VNPay IPNs at the hub, crafted by hand: each gets its RspCode and changes only what it should."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from payhub.store.tables import audit_log, events
 from tests.factories import VNPAY_SECRET, VNPAY_TMN, Hub, payment_body
 
 
-def ipn(reference: str, amount: int, *, response: str = "00", status: str = "00", txn: str = "14000001",
-        secret: str = VNPAY_SECRET) -> dict[str, str]:
+def ipn(
+    reference: str,
+    amount: int,
+    *,
+    response: str = "00",
+    status: str = "00",
+    txn: str = "14000001",
+    secret: str = VNPAY_SECRET,
+) -> dict[str, str]:
     params = {
         "vnp_Amount": str(amount * 100),
         "vnp_BankCode": "NCB",
@@ -81,7 +88,9 @@ async def test_failed_ipn_then_concurrent_duplicates(hub: Hub) -> None:
     ref, amount = payment["bank_reference"], payment["amount"]
     assert await send(hub, ipn(ref, amount, response="01", status="01")) == "02"  # not final yet
     assert (await state(hub, payment["id"]))[0] == "pending"
-    answers = await asyncio.gather(*(send(hub, ipn(ref, amount, response="51", status="02")) for _ in range(8)))
+    answers = await asyncio.gather(
+        *(send(hub, ipn(ref, amount, response="51", status="02")) for _ in range(8))
+    )
     assert sorted(answers) == ["00"] + ["02"] * 7
     failed = (await hub.portal.get_payment(payment["id"])).json()
     assert failed["status"] == "failed" and failed["failure_code"] == "51"

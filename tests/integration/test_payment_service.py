@@ -21,8 +21,8 @@ from payhub.store.audit import verify_chain
 from payhub.store.engine import create_engine
 from payhub.store.ledger import Ledger
 from payhub.store.tables import audit_log, events, payments
-from tests.fakes import FakeBank, confirmation
 from tests.factories import payment_body
+from tests.fakes import FakeBank, confirmation
 
 
 @dataclass
@@ -60,7 +60,9 @@ def request(dossier: str = "D-1", **overrides: object):  # type: ignore[no-untyp
 
 async def count(engine: AsyncEngine, table, *where) -> int:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one()
+        )
 
 
 async def test_concurrent_duplicates_create_exactly_one_payment(desk: Desk) -> None:
@@ -96,8 +98,11 @@ async def test_two_ledgers_on_one_database_still_create_once(desk: Desk, databas
     ledger = Ledger(engine, system_clock)
     await ledger.start()
     second = PaymentService(
-        engine=engine, ledger=ledger, connectors=desk.service.connectors,
-        router=desk.service.router, clock=system_clock,
+        engine=engine,
+        ledger=ledger,
+        connectors=desk.service.connectors,
+        router=desk.service.router,
+        clock=system_clock,
     )
     try:
         results = await asyncio.gather(
@@ -115,27 +120,50 @@ async def test_two_ledgers_on_one_database_still_create_once(desk: Desk, databas
 async def test_confirmation_outcomes_follow_vnpay_order_of_checks(desk: Desk) -> None:
     payment = (await desk.service.create("demo", "k", request())).payment
     ref, amount = payment.bank_reference, payment.amount
-    assert await desk.service.confirm("fake", confirmation("PHNOPE", amount)) == ConfirmationOutcome.UNKNOWN_ORDER
-    assert await desk.service.confirm("backup", confirmation(ref, amount)) == ConfirmationOutcome.UNKNOWN_ORDER
-    assert await desk.service.confirm("fake", confirmation(ref, amount + 1)) == ConfirmationOutcome.AMOUNT_MISMATCH
-    assert await desk.service.confirm("fake", confirmation(ref, amount, "pending")) == ConfirmationOutcome.IGNORED
+    assert (
+        await desk.service.confirm("fake", confirmation("PHNOPE", amount))
+        == ConfirmationOutcome.UNKNOWN_ORDER
+    )
+    assert (
+        await desk.service.confirm("backup", confirmation(ref, amount))
+        == ConfirmationOutcome.UNKNOWN_ORDER
+    )
+    assert (
+        await desk.service.confirm("fake", confirmation(ref, amount + 1))
+        == ConfirmationOutcome.AMOUNT_MISMATCH
+    )
+    assert (
+        await desk.service.confirm("fake", confirmation(ref, amount, "pending"))
+        == ConfirmationOutcome.IGNORED
+    )
     assert (await desk.service.get("demo", payment.id)).status == "pending"
-    assert await desk.service.confirm("fake", confirmation(ref, amount)) == ConfirmationOutcome.APPLIED
-    assert await desk.service.confirm("fake", confirmation(ref, amount)) == ConfirmationOutcome.ALREADY_APPLIED
+    assert (
+        await desk.service.confirm("fake", confirmation(ref, amount)) == ConfirmationOutcome.APPLIED
+    )
+    assert (
+        await desk.service.confirm("fake", confirmation(ref, amount))
+        == ConfirmationOutcome.ALREADY_APPLIED
+    )
     late_failure = confirmation(ref, amount, "failed", code="24")
     assert await desk.service.confirm("fake", late_failure) == ConfirmationOutcome.IGNORED
     paid = await desk.service.get("demo", payment.id)
     assert paid.status == "succeeded" and paid.failure_code is None
     assert await count(desk.engine, events, events.c.payment_id == payment.id) == 1
     assert await count(desk.engine, audit_log, audit_log.c.action == "transition.rejected") == 1
-    assert await count(desk.engine, audit_log, audit_log.c.action == "confirmation.amount_mismatch") == 1
+    assert (
+        await count(desk.engine, audit_log, audit_log.c.action == "confirmation.amount_mismatch")
+        == 1
+    )
     assert (await verify_chain(desk.engine)).ok
 
 
 async def test_concurrent_confirmations_apply_once(desk: Desk) -> None:
     payment = (await desk.service.create("demo", "k", request())).payment
     outcomes = await asyncio.gather(
-        *(desk.service.confirm("fake", confirmation(payment.bank_reference, payment.amount)) for _ in range(10))
+        *(
+            desk.service.confirm("fake", confirmation(payment.bank_reference, payment.amount))
+            for _ in range(10)
+        )
     )
     assert outcomes.count(ConfirmationOutcome.APPLIED) == 1
     assert outcomes.count(ConfirmationOutcome.ALREADY_APPLIED) == 9
@@ -152,7 +180,9 @@ async def test_cancel_only_open_payments(desk: Desk) -> None:
     with pytest.raises(ProblemError) as again:
         await desk.service.cancel("demo", payment.id)
     assert again.value.code == "invalid_state"
-    outcome = await desk.service.confirm("fake", confirmation(payment.bank_reference, payment.amount))
+    outcome = await desk.service.confirm(
+        "fake", confirmation(payment.bank_reference, payment.amount)
+    )
     assert outcome == ConfirmationOutcome.IGNORED
     assert (await desk.service.get("demo", payment.id)).status == "cancelled"
     async with desk.engine.connect() as conn:
@@ -177,7 +207,10 @@ async def test_failover_to_the_next_bank_and_503_when_none_takes_it(desk: Desk) 
 
 
 async def test_amount_above_the_chosen_banks_limit_is_refused(desk: Desk) -> None:
-    big = request(amount=60_000_000, items=[{"kind": "tax", "code": "T", "description": "x", "amount": 60_000_000}])
+    big = request(
+        amount=60_000_000,
+        items=[{"kind": "tax", "code": "T", "description": "x", "amount": 60_000_000}],
+    )
     with pytest.raises(ProblemError) as refused:
         await desk.service.create("demo", "big", big)
     assert refused.value.code == "validation_failed"
