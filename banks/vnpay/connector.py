@@ -121,6 +121,7 @@ class VnpayConnector(BankConnector):
     """VNPay's redirect gateway: the payer pays on VNPay's page, VNPay confirms by IPN."""
 
     protocol: ClassVar[str] = "vnpay"
+    places_orders_locally: ClassVar[bool] = True
 
     def __init__(self, bank: str, options: Mapping[str, Any], context: ConnectorContext) -> None:
         super().__init__(bank, options, context)

@@ -148,6 +148,8 @@ class BankConnector(abc.ABC):
     min_amount: ClassVar[int] = 1
     max_amount: ClassVar[int] = 100_000_000_000
     supports_refund: ClassVar[bool] = True
+    places_orders_locally: ClassVar[bool] = False
+    """True when ``place_order`` only computes (a signed URL, a QR payload) and calls no one."""
 
     def __init__(self, bank: str, options: Mapping[str, Any], context: ConnectorContext) -> None:
         self.bank = bank

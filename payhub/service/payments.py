@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.connectors.port import (
@@ -34,8 +34,7 @@ from payhub.domain.states import EVENT_TYPE, PaymentStatus, can_transition, is_o
 from payhub.errors import BankUnavailable, FieldError, PayhubError, ProblemError
 from payhub.service.routing import Router
 from payhub.store import repository
-from payhub.store.ledger import Ledger, Transaction
-from payhub.store.sql import insert_ignore
+from payhub.store.ledger import Claim, Ledger, Transaction
 from payhub.store.tables import idempotency_keys, payments
 
 log = structlog.get_logger(__name__)
@@ -93,9 +92,11 @@ class PaymentService:
             )
         self._in_flight.add(slot)
         try:
-            replay = await self._replay(portal_id, idempotency_key, print_)
-            if replay is not None:
-                return replay
+            if not self._orders_are_local(request.bank):
+                # A remote order is a side effect at the bank: never place one for a replay.
+                replay = await self._replay(portal_id, idempotency_key, print_)
+                if replay is not None:
+                    return replay
             payment = await self._place_and_record(portal_id, idempotency_key, print_, request)
         finally:
             self._in_flight.discard(slot)
@@ -105,6 +106,15 @@ class PaymentService:
                 raise ProblemError("idempotency_in_flight", "the first request is still running")
             return replay
         return Created(payment, replayed=False)
+
+    def _orders_are_local(self, chosen: str | None) -> bool:
+        """Whether every bank this request may go to places orders without calling out.
+
+        Then a repeated request costs only a signed URL or QR payload thrown away, and
+        the idempotency claim in the ledger (not a read before it) decides replays.
+        """
+        banks = [chosen] if chosen is not None else list(self.connectors)
+        return all(self.connectors[bank].places_orders_locally for bank in banks)
 
     async def _replay(self, portal_id: str, key: str, print_: str) -> Created | None:
         async with self.engine.connect() as conn:
@@ -177,25 +187,17 @@ class PaymentService:
             "created_at": now,
         }
 
-        async def record(tx: Transaction) -> bool:
-            claimed = await tx.conn.execute(
-                insert_ignore(tx.conn, idempotency_keys)
-                .values(key_row)
-                .returning(idempotency_keys.c.key)
-            )
-            if claimed.first() is None:
-                return False
-            await tx.conn.execute(insert(payments).values(row))
-            tx.audit(
+        async def record(tx: Transaction) -> Claim:
+            created = tx.audit_entry(
                 actor=f"portal:{portal_id}",
                 action="payment.created",
                 payment_id=payment_id,
                 to_status=PaymentStatus.PENDING.value,
                 detail={"amount": request.amount, "bank": bank, "dossier": dossier["code"]},
             )
-            return True
+            return tx.claim(idempotency_keys, key_row, then=[(payments, row)], audit=[created])
 
-        if not await self.ledger.run(record):
+        if not (await self.ledger.run(record)).won:
             return None
         return repository.payment_from_row(_as_mapping(row))
 

@@ -6,8 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from payhub.store.ledger import Ledger, Transaction
-from payhub.store.sql import insert_ignore
+from payhub.store.ledger import Claim, Ledger, Transaction
 from payhub.store.tables import nonces
 
 
@@ -28,16 +27,11 @@ class DatabaseNonceStore:
             return False
         self._seen[slot] = expires_at
 
-        async def claim_unit(tx: Transaction) -> bool:
-            result = await tx.conn.execute(
-                insert_ignore(tx.conn, nonces)
-                .values(keyid=keyid, nonce=nonce, expires_at=expires_at)
-                .returning(nonces.c.nonce)
-            )
-            return result.first() is not None
+        async def claim_unit(tx: Transaction) -> Claim:
+            return tx.claim(nonces, {"keyid": keyid, "nonce": nonce, "expires_at": expires_at})
 
         try:
-            return await self.ledger.run(claim_unit)
+            return (await self.ledger.run(claim_unit)).won
         except BaseException:
             self._seen.pop(slot, None)
             raise

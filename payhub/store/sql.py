@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
@@ -10,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING``: the loser of a race learns it from RETURNING."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING <primary key>``, built once per dialect.
+
+    The loser of a race learns it from an empty RETURNING. Callers pass the row as
+    execution parameters, not with ``.values()``: a constant statement is compiled once,
+    while ``.values(row)`` costs a quarter of a millisecond per call to build.
+    """
+    return _insert_ignore(conn.dialect.name, table)
+
+
+@cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
