@@ -24,12 +24,14 @@ from payhub.api import ops as ops_routes
 from payhub.api import portal as portal_routes
 from payhub.api.auth import Credential, PrincipalKind
 from payhub.api.middleware import STATEMENT_LIMIT, context_middleware, signature_middleware
+from payhub.api.ratelimit import RateLimiter
 from payhub.connectors.port import BankConnector, ConnectorContext
 from payhub.connectors.registry import connector_class
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
 from payhub.observability.metrics import create_metrics
 from payhub.service.payments import PaymentService
+from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
 from payhub.settings import Settings
 from payhub.store import migrate
@@ -111,6 +113,7 @@ def create_app(
     app[keys.CLOCK] = clock
     app[keys.METRICS] = create_metrics()
     app[keys.CREDENTIALS] = credentials_from(settings)
+    app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limit_per_second)
     app.add_routes(ops_routes.routes)
     app.add_routes(portal_routes.routes)
     app.add_routes(bank_routes.routes)
@@ -151,6 +154,9 @@ def create_app(
             connectors=connectors,
             router=Router(connectors, settings.default_bank, clock),
             clock=clock,
+        )
+        app[keys.REFUNDS] = RefundService(
+            engine=app[keys.ENGINE], ledger=app[keys.LEDGER], connectors=connectors
         )
         yield
         await http.close()

@@ -14,15 +14,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import text
 
-from payhub.app import create_app
 from payhub.store import migrate
 from payhub.store.engine import create_engine
-from tests.factories import Hub, World, free_port, make_world
+from tests.factories import Hub, World, free_port, make_world, running_hub
 
 POSTGRES_URL = os.environ.get("PAYHUB_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -108,11 +105,5 @@ def _world(tmp_path: Path, database_url: str) -> World:
 @pytest.fixture(name="hub")
 async def _hub(world: World) -> AsyncIterator[Hub]:
     """The hub with its simulators mounted, listening on a free local port."""
-    app = create_app(world.settings, simulators=True, clock=world.clock)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", world.port)
-    await site.start()
-    async with aiohttp.ClientSession() as session:
-        yield Hub(world=world, app=app, session=session)
-    await runner.cleanup()
+    async with running_hub(world) as hub:
+        yield hub

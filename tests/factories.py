@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import secrets
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from payhub.app import create_app
 from payhub.domain.clock import Clock, system_clock
 from payhub.portal.client import PortalClient
 from payhub.settings import Settings, parse_settings
@@ -190,3 +193,17 @@ def payment_body(code: str = "H29.17-261127-0001", **overrides: Any) -> dict[str
     body["dossier"]["code"] = code
     body.update(overrides)
     return body
+
+
+@asynccontextmanager
+async def running_hub(world: World) -> AsyncIterator[Hub]:
+    """Run the hub of ``world`` (simulators mounted) on its port for the block."""
+    app = create_app(world.settings, simulators=True, clock=world.clock)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", world.port).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Hub(world=world, app=app, session=session)
+    finally:
+        await runner.cleanup()

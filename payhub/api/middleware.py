@@ -86,6 +86,7 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     credentials: dict[str, Credential] = app[keys.CREDENTIALS]
     credential = await authenticate(signed, credentials, app[keys.NONCES], app[keys.CLOCK]())
     _authorise(credential, finance_route)
+    app[keys.RATE_LIMITER].check(f"{credential.kind.value}:{credential.principal}")
     structlog.contextvars.bind_contextvars(
         **{
             "portal"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from functools import lru_cache
 
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -47,7 +49,25 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document(request.app[keys.SETTINGS].public_url))
+    """The OpenAPI document of exactly the routes this hub serves."""
+    served = frozenset(
+        route.resource.canonical
+        for route in request.app.router.routes()
+        if route.resource is not None
+    )
+    connectors = request.app[keys.CONNECTORS]
+    banks = tuple(sorted(connectors))
+    return web.Response(
+        body=_served_document(request.app[keys.SETTINGS].public_url, banks, served),
+        content_type="application/json",
+    )
+
+
+@lru_cache(maxsize=8)
+def _served_document(public_url: str, banks: tuple[str, ...], served: frozenset[str]) -> bytes:
+    document = openapi_document(public_url, banks=banks)
+    document["paths"] = {path: ops for path, ops in document["paths"].items() if path in served}
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 @routes.get("/.well-known/jwks.json")

@@ -10,7 +10,7 @@ from aiohttp import web
 from payhub import keys
 from payhub.api.middleware import BODY, PRINCIPAL
 from payhub.api.problems import json_response
-from payhub.domain.requests import parse_payment_request
+from payhub.domain.requests import parse_payment_request, parse_refund_request
 from payhub.errors import FieldError, ProblemError
 from payhub.store import repository
 
@@ -112,6 +112,20 @@ async def cancel_payment(request: web.Request) -> web.Response:
             )
     payment = await request.app[keys.PAYMENTS].cancel(_portal(request), request.match_info["id"])
     return json_response(payment.to_public())
+
+
+@routes.post("/v1/payments/{id}/refunds")
+async def create_refund(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
+    body = parse_refund_request(json_body(request))
+    outcome = await request.app[keys.REFUNDS].refund(
+        _portal(request), request.match_info["id"], key, body
+    )
+    if outcome.replayed:
+        return json_response(
+            outcome.refund.to_public(), status=200, headers={"Idempotency-Replayed": "true"}
+        )
+    return json_response(outcome.refund.to_public(), status=201)
 
 
 @routes.get("/v1/dossiers/{code}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from payhub import keys
 from payhub.portal.client import PortalResponse, encode_json, sign_headers
 from payhub.store.tables import audit_log, idempotency_keys, payments
-from tests.factories import Hub, payment_body
+from tests.factories import Hub, World, payment_body, running_hub
 
 PROBLEM = "application/problem+json"
 
@@ -278,3 +279,17 @@ async def test_operations_endpoints_need_no_signature(hub: Hub) -> None:
         assert response.status == 404
         assert response.headers["Content-Type"].startswith(PROBLEM)
         assert json.loads(await response.text())["code"] == "not_found"
+
+
+async def test_rate_limit_answers_429_with_retry_after(world: World) -> None:
+    limited = dataclasses.replace(
+        world, settings=dataclasses.replace(world.settings, rate_limit_per_second=1)
+    )
+    async with running_hub(limited) as hub:
+        answers = [await hub.portal.list_payments("D-1") for _ in range(3)]
+        assert [a.status for a in answers[:2]] == [200, 200]
+        problem = assert_problem(answers[2], 429, "rate_limited")
+        assert answers[2].headers["Retry-After"] == "1"
+        assert "per second" in problem["detail"]
+        other = await hub.other_portal.list_payments("D-1")
+        assert other.status == 200

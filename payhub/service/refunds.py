@@ -1,0 +1,240 @@
+"""Refunds: part or all of a succeeded payment goes back to the payer.
+
+A refund is reserved in the ledger first (so two refunds can never together exceed
+the payment), then asked of the bank, then settled in the ledger with its portal
+event. A bank that does not answer leaves the refund ``pending``: the money may or may
+not have moved, and only the bank (a status query, the statement) can say which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payhub.connectors.port import BankConnector, RefundRequest
+from payhub.domain.ids import new_id
+from payhub.domain.payment import Refund
+from payhub.domain.requests import RefundRequestBody
+from payhub.domain.states import PaymentStatus
+from payhub.errors import BankError, FieldError, PayhubError, ProblemError
+from payhub.service.payments import IDEMPOTENCY_WINDOW, fingerprint
+from payhub.store import repository
+from payhub.store.ledger import Ledger, Transaction
+from payhub.store.sql import insert_ignore
+from payhub.store.tables import idempotency_keys, payments, refunds
+
+log = structlog.get_logger(__name__)
+
+OPEN_REFUND_STATUSES = ("pending", "succeeded")
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    refund: Refund
+    replayed: bool
+
+
+class RefundService:
+    def __init__(
+        self, *, engine: AsyncEngine, ledger: Ledger, connectors: dict[str, BankConnector]
+    ) -> None:
+        self.engine = engine
+        self.ledger = ledger
+        self.connectors = connectors
+        self._in_flight: set[tuple[str, str]] = set()
+
+    async def refund(
+        self, portal_id: str, payment_id: str, key: str, body: RefundRequestBody
+    ) -> RefundOutcome:
+        """Refund once per Idempotency-Key; total refunds never exceed the payment."""
+        scope = f"refunds.create:{payment_id}"
+        print_ = fingerprint(scope, body.canonical())
+        slot = (portal_id, key)
+        if slot in self._in_flight:
+            raise ProblemError("idempotency_in_flight", "this refund is still being processed")
+        self._in_flight.add(slot)
+        try:
+            replay = await self._replay(portal_id, key, scope, print_)
+            if replay is not None:
+                return replay
+            reserved = await self.ledger.run(
+                lambda tx: self._reserve(tx, portal_id, payment_id, key, scope, print_, body)
+            )
+            if reserved is None:
+                replay = await self._replay(portal_id, key, scope, print_)
+                if replay is None:  # pragma: no cover - the claim and its row commit together
+                    raise PayhubError("idempotency claim lost without a record")
+                return replay
+            refund, payment = reserved
+            result = await self._ask_bank(refund, payment)
+            if result is None:
+                return RefundOutcome(refund, replayed=False)
+            settled = await self.ledger.run(lambda tx: self._settle(tx, refund, payment, result))
+            return RefundOutcome(settled, replayed=False)
+        finally:
+            self._in_flight.discard(slot)
+
+    async def _replay(
+        self, portal_id: str, key: str, scope: str, print_: str
+    ) -> RefundOutcome | None:
+        async with self.engine.connect() as conn:
+            record = await repository.get_idempotency_record(conn, portal_id, key)
+            if record is None or record["created_at"] < _now(self.ledger) - IDEMPOTENCY_WINDOW:
+                return None
+            if record["scope"] != scope or record["fingerprint"] != print_:
+                raise ProblemError(
+                    "idempotency_conflict", "this Idempotency-Key was used with a different request"
+                )
+            refund = await repository.get_refund(conn, record["resource_id"])
+        if refund is None:  # pragma: no cover
+            raise PayhubError("idempotency record without its refund")
+        return RefundOutcome(refund, replayed=True)
+
+    async def _reserve(
+        self,
+        tx: Transaction,
+        portal_id: str,
+        payment_id: str,
+        key: str,
+        scope: str,
+        print_: str,
+        body: RefundRequestBody,
+    ) -> tuple[Refund, Any] | None:
+        query = select(payments).where(
+            payments.c.id == payment_id, payments.c.portal_id == portal_id
+        )
+        if tx.conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # refunds of one payment, one at a time
+        row = (await tx.conn.execute(query)).mappings().first()
+        if row is None:
+            raise ProblemError("not_found", f"no payment {payment_id!r}")
+        payment = repository.payment_from_row(row)
+        connector = self.connectors.get(payment.bank)
+        if connector is None or not connector.supports_refund:
+            raise ProblemError(
+                "refund_not_supported", f"bank {payment.bank!r} cannot refund online"
+            )
+        if payment.status is not PaymentStatus.SUCCEEDED:
+            raise ProblemError(
+                "invalid_state", f"a {payment.status.value} payment cannot be refunded"
+            )
+        taken = (
+            await tx.conn.execute(
+                select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+                    refunds.c.payment_id == payment_id, refunds.c.status.in_(OPEN_REFUND_STATUSES)
+                )
+            )
+        ).scalar_one()
+        left = payment.amount - int(taken)
+        if body.amount > left:
+            raise ProblemError(
+                "validation_failed",
+                f"only {left:,} VND of this payment can still be refunded",
+                errors=[FieldError("amount", f"at most {left}")],
+            )
+        now = tx.clock()
+        refund = Refund(
+            id=new_id("rfd"),
+            payment_id=payment_id,
+            amount=body.amount,
+            status="pending",
+            created_at=now,
+            reason=body.reason,
+        )
+        claimed = await tx.conn.execute(
+            insert_ignore(tx.conn, idempotency_keys),
+            {
+                "portal_id": portal_id,
+                "key": key,
+                "scope": scope,
+                "fingerprint": print_,
+                "resource_id": refund.id,
+                "created_at": now,
+            },
+        )
+        if claimed.first() is None:
+            return None
+        await tx.conn.execute(
+            refunds.insert(),
+            {
+                "id": refund.id,
+                "payment_id": payment_id,
+                "portal_id": portal_id,
+                "amount": refund.amount,
+                "reason": refund.reason,
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        tx.audit(
+            actor=f"portal:{portal_id}",
+            action="refund.requested",
+            payment_id=payment_id,
+            detail={"refund_id": refund.id, "amount": refund.amount},
+        )
+        return refund, payment
+
+    async def _ask_bank(self, refund: Refund, payment: Any) -> Any:
+        connector = self.connectors[payment.bank]
+        try:
+            return await connector.refund(
+                RefundRequest(
+                    refund_id=refund.id,
+                    payment_bank_reference=payment.bank_reference,
+                    bank_transaction_id=payment.bank_transaction_id,
+                    amount=refund.amount,
+                    payment_amount=payment.amount,
+                    paid_at=payment.paid_at,
+                    reason=refund.reason,
+                )
+            )
+        except BankError as exc:
+            log.warning("refund_unanswered", refund_id=refund.id, error=str(exc))
+            return None
+
+    async def _settle(self, tx: Transaction, refund: Refund, payment: Any, result: Any) -> Refund:
+        status = "succeeded" if result.succeeded else "failed"
+        now = tx.clock()
+        changed = await tx.conn.execute(
+            update(refunds)
+            .where(refunds.c.id == refund.id, refunds.c.status == "pending")
+            .values(
+                status=status,
+                bank_refund_id=result.bank_refund_id,
+                failure_code=result.failure_code,
+                updated_at=now,
+            )
+        )
+        if changed.rowcount != 1:  # settled meanwhile by another path: report what is stored
+            stored = await repository.get_refund(tx.conn, refund.id)
+            assert stored is not None
+            return stored
+        if result.succeeded:
+            await tx.conn.execute(
+                update(payments)
+                .where(payments.c.id == payment.id)
+                .values(refunded_amount=payments.c.refunded_amount + refund.amount, updated_at=now)
+            )
+        settled = replace(refund, status=status)
+        tx.audit(
+            actor=f"bank:{payment.bank}",
+            action=f"refund.{status}",
+            payment_id=payment.id,
+            detail={"refund_id": refund.id, "amount": refund.amount, "code": result.failure_code},
+        )
+        tx.emit(
+            portal_id=payment.portal_id,
+            type=f"refund.{status}",
+            payment_id=payment.id,
+            data=settled.to_public(),
+        )
+        return settled
+
+
+def _now(ledger: Ledger) -> Any:
+    return ledger.clock()
