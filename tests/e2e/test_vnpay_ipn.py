@@ -22,6 +22,7 @@ def ipn(
     status: str = "00",
     txn: str = "14000001",
     secret: str = VNPAY_SECRET,
+    tmn: str = VNPAY_TMN,
 ) -> dict[str, str]:
     params = {
         "vnp_Amount": str(amount * 100),
@@ -31,7 +32,7 @@ def ipn(
         "vnp_OrderInfo": "Thanh toan ho so",
         "vnp_PayDate": "20261128100500",
         "vnp_ResponseCode": response,
-        "vnp_TmnCode": VNPAY_TMN,
+        "vnp_TmnCode": tmn,
         "vnp_TransactionNo": txn,
         "vnp_TransactionStatus": status,
         "vnp_TxnRef": reference,
