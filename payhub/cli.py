@@ -12,9 +12,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from payhub.errors import ConfigError, PayhubError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,13 +27,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"payhub: {message}\n")
 
 
+def _port(text: str) -> int:
+    """A TCP port, checked by argparse so that a bad one is a one-line usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0–65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="payhub", description="PayHub: payment hub for public-service portals")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     init = commands.add_parser("init", help="write a self-contained local setup in DIR")
     init.add_argument("dir", type=Path)
-    init.add_argument("--port", type=int, default=8080, help="the port serve will listen on")
+    init.add_argument("--port", type=_port, default=8080, help="the port serve will listen on")
     init.add_argument("--force", action="store_true", help="overwrite an existing payhub.toml")
 
     for kind, help_text in (("portal", "portals"), ("finance", "finance users")):
@@ -50,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hub")
     serve.add_argument("--config", type=Path, required=True)
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_port)
     serve.add_argument(
         "--simulators", action="store_true", help="also serve the bank simulators at /sim/<bank>/"
     )
@@ -63,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run one bank simulator on its own")
     simulate.add_argument("bank")
     simulate.add_argument("--config", type=Path, required=True)
-    simulate.add_argument("--port", type=int, default=8090)
+    simulate.add_argument("--port", type=_port, default=8090)
     simulate.add_argument("--host", default="127.0.0.1")
 
     db = commands.add_parser("db", help="database schema")
@@ -95,14 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except (PayhubError, OSError) as exc:
-        print(f"payhub: {exc}", file=sys.stderr)
+        print(f"payhub: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        # The driver's own error says what went wrong; SQLAlchemy's wrapper adds the SQL.
+        cause = getattr(exc, "orig", None) or exc
+        print(f"payhub: database error: {_one_line(cause)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) or type(exc).__name__
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -178,6 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
     from payhub.settings import load_settings
 
     settings = load_settings(args.config)
+    asyncio.run(_check_database(settings.database_url, args.config))
     app = create_app(settings, simulators=args.simulators)
     web.run_app(
         app,
@@ -234,6 +261,26 @@ async def _db_upgrade(config: Path) -> int:
     return 0
 
 
+async def _check_database(database_url: str, config: Path) -> None:
+    """Fail before serving when the database is unreachable or its schema is old."""
+    from payhub.store.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        await _require_current_schema(engine, config)
+    finally:
+        await engine.dispose()
+
+
+async def _require_current_schema(engine: AsyncEngine, config: Path) -> None:
+    from payhub.store import migrate
+
+    if not await migrate.is_current(engine):
+        raise ConfigError(
+            f"the database schema is not current: run `payhub db upgrade --config {config}`"
+        )
+
+
 async def _audit_verify(config: Path, *, as_json: bool) -> int:
     from payhub.settings import load_settings
     from payhub.store.audit import verify_chain
@@ -242,6 +289,7 @@ async def _audit_verify(config: Path, *, as_json: bool) -> int:
     settings = load_settings(config)
     engine = create_engine(settings.database_url)
     try:
+        await _require_current_schema(engine, config)
         report = await verify_chain(engine)
     finally:
         await engine.dispose()

@@ -42,6 +42,8 @@ works from any working directory.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import tomllib
 from collections.abc import Mapping
@@ -49,15 +51,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from payhub.errors import ConfigError
 
 SUPPORTED_TIMEZONE = "Asia/Ho_Chi_Minh"
 KEY_ALGORITHMS = ("ed25519", "hmac-sha256")
 MIN_HMAC_SECRET_BYTES = 32
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MIN_WHSEC_BYTES = 24
+"""Standard Webhooks: a ``whsec_`` secret is 24 to 64 random bytes, base64-encoded."""
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ def load_settings(path: str | Path) -> Settings:
 
 def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
     """Validate an already-parsed TOML document."""
-    base = config_path.parent
+    base = config_path.absolute().parent
     _only(raw, "", {"hub", "portals", "finance", "banks"})
     hub = _table(raw, "hub")
     _only(
@@ -167,10 +174,14 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
 
     hub_keys = tuple(
         _hub_key(entry, f"hub.signing_keys[{i}]", base)
-        for i, entry in enumerate(_list(hub, "signing_keys"))
+        for i, entry in enumerate(_list(hub, "hub.signing_keys"))
     )
     if not hub_keys:
         raise ConfigError("hub.signing_keys needs at least one key (payhub init makes one)")
+    kids = [key.kid for key in hub_keys]
+    for kid in kids:
+        if kids.count(kid) > 1:
+            raise ConfigError(f"hub.signing_keys: kid {kid!r} is used twice")
 
     portals: dict[str, PortalSettings] = {}
     for portal_id, table in _table(raw, "portals", required=False).items():
@@ -179,11 +190,14 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         table = _as_table(table, where)
         _only(table, where, {"callback_url", "keys", "whsec"})
         whsec = table.get("whsec")
-        if whsec is not None and (not isinstance(whsec, str) or not whsec.startswith("whsec_")):
-            raise ConfigError(f"{where}.whsec must be a string starting with 'whsec_'")
+        if whsec is not None:
+            _check_whsec(whsec, f"{where}.whsec")
+        callback_url = _str(table, f"{where}.callback_url")
+        if not callback_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.callback_url must be an http(s) URL")
         portals[portal_id] = PortalSettings(
             id=portal_id,
-            callback_url=_str(table, f"{where}.callback_url"),
+            callback_url=callback_url,
             keys=_request_keys(table, where, base),
             whsec=whsec,
         )
@@ -202,6 +216,8 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         (f"finance.{f.id}", f.keys) for f in finance_users.values()
     ]:
         for key in keys:
+            if keyids.get(key.keyid) == owner:
+                raise ConfigError(f"{owner}.keys: keyid {key.keyid!r} is used twice")
             if key.keyid in keyids:
                 raise ConfigError(
                     f"keyid {key.keyid!r} is used by both {keyids[key.keyid]} and {owner}: "
@@ -218,8 +234,14 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         options = {k: v for k, v in table.items() if k != "connector"}
         banks[name] = BankSettings(name=name, connector=connector, options=options)
     default_bank = hub.get("default_bank")
-    if default_bank is not None and default_bank not in banks:
-        raise ConfigError(f"hub.default_bank {default_bank!r} is not a configured bank")
+    if default_bank is not None:
+        default_bank = _str(hub, "hub.default_bank")
+        if default_bank not in banks:
+            configured = ", ".join(sorted(banks)) or "none"
+            raise ConfigError(
+                f"hub.default_bank {default_bank!r} is not a configured bank "
+                f"(configured: {configured})"
+            )
 
     return Settings(
         config_path=config_path,
@@ -248,13 +270,22 @@ def resolve_database_url(url: str, base: Path) -> str:
             file = base / file
         return f"sqlite+aiosqlite:///{file}"
     if url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+        resolved = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        try:
+            database = make_url(resolved).database
+        except (ArgumentError, ValueError) as exc:
+            raise ConfigError(f"hub.database_url is not a valid PostgreSQL URL: {exc}") from exc
+        if not database:
+            raise ConfigError(
+                "hub.database_url must name the database (postgresql://user@host:5432/payhub)"
+            )
+        return resolved
     raise ConfigError("hub.database_url must start with sqlite:/// or postgresql://")
 
 
 def _request_keys(table: Mapping[str, Any], where: str, base: Path) -> tuple[RequestKey, ...]:
     keys = []
-    for i, entry in enumerate(_list(table, "keys")):
+    for i, entry in enumerate(_list(table, f"{where}.keys")):
         at = f"{where}.keys[{i}]"
         entry = _as_table(entry, at)
         _only(entry, at, {"keyid", "algorithm", "public_key", "public_key_file", "secret_file"})
@@ -263,14 +294,26 @@ def _request_keys(table: Mapping[str, Any], where: str, base: Path) -> tuple[Req
         algorithm = _str(entry, f"{at}.algorithm", default="ed25519")
         key: Ed25519PublicKey | bytes
         if algorithm == "ed25519":
-            pem = entry.get("public_key")
-            if pem is None:
-                pem = _read(base, _str(entry, f"{at}.public_key_file"), at).decode()
+            _only(entry, at, {"keyid", "algorithm", "public_key", "public_key_file"})
+            if "public_key" in entry and "public_key_file" in entry:
+                raise ConfigError(f"{at}: give public_key or public_key_file, not both")
+            if "public_key" in entry:
+                pem = _str(entry, f"{at}.public_key")
+            else:
+                data = _read(base, _str(entry, f"{at}.public_key_file"), at)
+                try:
+                    pem = data.decode("ascii")
+                except UnicodeDecodeError as exc:
+                    raise ConfigError(f"{at}.public_key_file is not a PEM file") from exc
             key = _ed25519_public(pem, at)
         elif algorithm == "hmac-sha256":
+            _only(entry, at, {"keyid", "algorithm", "secret_file"})
             key = _read(base, _str(entry, f"{at}.secret_file"), at)
             if len(key) < MIN_HMAC_SECRET_BYTES:
-                raise ConfigError(f"{at}: an hmac-sha256 secret needs at least 32 bytes")
+                raise ConfigError(
+                    f"{at}.secret_file: an hmac-sha256 secret needs at least "
+                    f"{MIN_HMAC_SECRET_BYTES} bytes, this one has {len(key)}"
+                )
         else:
             raise ConfigError(f"{at}.algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
         keys.append(RequestKey(keyid=keyid, algorithm=algorithm, key=key))
@@ -282,23 +325,27 @@ def _request_keys(table: Mapping[str, Any], where: str, base: Path) -> tuple[Req
 def _hub_key(entry: Any, at: str, base: Path) -> HubKey:
     entry = _as_table(entry, at)
     _only(entry, at, {"kid", "private_key_file", "retired"})
+    kid = _str(entry, f"{at}.kid")
+    _check_id(kid, f"{at}.kid")
     data = _read(base, _str(entry, f"{at}.private_key_file"), at)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except ValueError as exc:
-        raise ConfigError(f"{at}: private_key_file is not a PEM private key") from exc
+    except TypeError as exc:
+        raise ConfigError(f"{at}.private_key_file must not be password-protected") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(f"{at}.private_key_file is not a PEM private key") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{at}: hub signing keys must be Ed25519")
     retired = entry.get("retired", False)
     if not isinstance(retired, bool):
         raise ConfigError(f"{at}.retired must be true or false")
-    return HubKey(kid=_str(entry, f"{at}.kid"), private_key=key, retired=retired)
+    return HubKey(kid=kid, private_key=key, retired=retired)
 
 
 def _ed25519_public(pem: str, at: str) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise ConfigError(f"{at}: not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{at}: the public key is not Ed25519")
@@ -310,11 +357,24 @@ def _read(base: Path, name: str, at: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{at}: cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(f"{at}: cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a NUL byte in the name
+        raise ConfigError(f"{at}: cannot read {name!r}: {exc}") from exc
+
+
+def _check_whsec(value: Any, at: str) -> None:
+    if not isinstance(value, str) or not value.startswith("whsec_"):
+        raise ConfigError(f"{at} must be a string starting with 'whsec_'")
+    try:
+        secret = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"{at}: the part after 'whsec_' must be base64") from exc
+    if len(secret) < MIN_WHSEC_BYTES:
+        raise ConfigError(f"{at}: the secret needs at least {MIN_WHSEC_BYTES} bytes")
 
 
 def _check_id(value: str, at: str) -> None:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise ConfigError(f"{at}: {value!r} must be 1–64 chars of letters, digits, '.', '_', '-'")
 
 
@@ -332,10 +392,10 @@ def _as_table(value: Any, at: str) -> Mapping[str, Any]:
     return value
 
 
-def _list(table: Mapping[str, Any], key: str) -> list[Any]:
-    value = table.get(key, [])
+def _list(table: Mapping[str, Any], at: str) -> list[Any]:
+    value = table.get(at.rsplit(".", 1)[-1], [])
     if not isinstance(value, list):
-        raise ConfigError(f"{key} must be an array of tables ([[...{key}]])")
+        raise ConfigError(f"{at} must be an array of tables ([[{at}]])")
     return value
 
 

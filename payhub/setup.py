@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import secrets
 import string
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tomlkit.exceptions import ParseError as TomlParseError
 
 from payhub.connectors.registry import available_protocols, connector_class
 from payhub.domain.clock import system_clock
@@ -22,6 +24,8 @@ from payhub.errors import ConfigError
 from payhub.settings import load_settings, parse_settings
 
 DEFAULT_PORT = 8080
+PREFERRED_BANKS = ("vnpay", "momo", "vietqr")
+"""The first of these that is installed becomes ``init``'s default bank."""
 
 
 def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
@@ -33,6 +37,7 @@ def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
         serialization.NoEncryption(),
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode above applies only to a file that did not exist
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 
@@ -47,6 +52,8 @@ def public_pem(key: Ed25519PrivateKey) -> str:
 
 def init_setup(directory: Path, *, port: int = DEFAULT_PORT, force: bool = False) -> Path:
     """A self-contained local setup in ``directory``; returns the config file's path."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be 1–65535, not {port}")
     directory = directory.resolve()
     config_path = directory / "payhub.toml"
     if config_path.exists() and not force:
@@ -72,7 +79,9 @@ def init_setup(directory: Path, *, port: int = DEFAULT_PORT, force: bool = False
     hub["public_url"] = public_url
     hub["host"] = "127.0.0.1"
     hub["port"] = port
-    protocols = [p for p in ("vnpay", "momo", "vietqr") if p in available_protocols()]
+    installed = available_protocols()
+    protocols = [p for p in PREFERRED_BANKS if p in installed]
+    protocols += [p for p in installed if p not in PREFERRED_BANKS]
     if protocols:
         hub["default_bank"] = protocols[0]
     signing = tomlkit.aot()
@@ -81,8 +90,9 @@ def init_setup(directory: Path, *, port: int = DEFAULT_PORT, force: bool = False
     doc["hub"] = hub
 
     portals = tomlkit.table(is_super_table=True)
+    callback_port = port + 1 if port < 65535 else port - 1
     portals["demo"] = _principal_table(
-        "demo", "keys/demo.pub.pem", callback=f"http://127.0.0.1:{port + 1}/payhub/events"
+        "demo", "keys/demo.pub.pem", callback=f"http://127.0.0.1:{callback_port}/payhub/events"
     )
     doc["portals"] = portals
     finance = tomlkit.table(is_super_table=True)
@@ -125,10 +135,18 @@ def add_principal(
     """Add a portal (``kind='portals'``) or finance user (``'finance'``) with one key."""
     config = config.resolve()
     try:
-        doc = tomlkit.parse(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config}: {exc.strerror}") from exc
+        original = config.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {config}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config}: {exc}") from exc
+    try:
+        doc = tomlkit.parse(original)
+    except TomlParseError as exc:
+        raise ConfigError(f"{config} is not valid TOML: {exc}") from exc
     section = doc.setdefault(kind, tomlkit.table(is_super_table=True))
+    if not isinstance(section, MutableMapping):
+        raise ConfigError(f"{kind} must be a table")
     if principal_id in section:
         raise ConfigError(f"{kind}.{principal_id} already exists")
     key: dict[str, Any] = {"keyid": principal_id}
@@ -149,10 +167,15 @@ def add_principal(
     keys.append(tomlkit.item(key))
     table["keys"] = keys
     section[principal_id] = table
-    parse_settings(tomlkit.loads(tomlkit.dumps(doc)).unwrap(), config)
-    temporary = config.with_suffix(".toml.tmp")
-    temporary.write_text(tomlkit.dumps(doc), encoding="utf-8")
-    temporary.replace(config)
+    text = tomlkit.dumps(doc)
+    parse_settings(tomlkit.loads(text).unwrap(), config)
+    temporary = config.with_name(config.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.chmod(temporary, config.stat().st_mode & 0o777)
+        temporary.replace(config)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _read_public_key(value: str) -> str:

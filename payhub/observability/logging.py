@@ -1,80 +1,307 @@
 """structlog set-up: JSON when not on a terminal, secrets dropped, personal data masked.
 
-Every log line passes ``protect``: values under secret-looking keys are replaced
-whole, ID numbers and phone numbers keep only their last digits, wherever they appear
-(as a field or inside a message).
+Every log line passes ``protect`` after its traceback is formatted and just before it is
+rendered, so the rules below hold for fields, nested dicts and lists, messages and
+tracebacks alike (``format_exc_info`` runs first, then ``protect``):
+
+* **Secrets are replaced whole.** A value under a secret-looking key (``secret``,
+  ``password``, ``private``, ``token``, ``signature``, ``whsec``, ``authorization``,
+  ``api_key``, ``vnp_SecureHash``, ``cookie``, ``credential``, a bare ``key`` …) becomes
+  ``[redacted]``, whatever its type. Inside free text, ``name=value`` / ``"name": "value"``
+  pairs with such names, bearer tokens, ``whsec_…`` strings, PEM private keys, passwords
+  in URLs and any value given to ``register_secret`` are redacted too.
+* **Personal numbers keep their last three digits.** A value under a personal key
+  (``id_number``, ``phone``, ``mobile``, ``cccd``, ``cmnd``, ``passport``, ``msisdn``) is
+  masked whole. Anywhere else, in any string, a run of 9 to 12 digits (CMND 9, CCCD 12,
+  phones 10–11, ``84…``) that is not part of a longer run, and a phone-shaped sequence
+  (``0``, ``84`` or ``+84`` then nine digits, possibly split by single spaces, dots or
+  hyphens) is masked: ``001090001234`` → ``*********234``.
+* **Amounts, counts and times survive.** A value that is wholly a number (an ``int``,
+  ``Decimal``, or a string of digits) under a numeric key (``amount``, ``paid_amount``,
+  ``vnp_Amount``, ``total``, ``fee``, ``count``, ``duration_ms``, ``created_at``, ``port``,
+  ``status`` …) is kept as it is: 100,000,000,000 VND has 12 digits and is not an ID.
+  Free text under those keys is still scanned. Other integers of 9 to 12 digits are
+  masked like strings (identity numbers are strings in PayHub, but a caller may slip).
+  Longer digit runs (VNPay's 14-digit ``yyyyMMddHHmmss`` dates) are not ID numbers.
+* **Identifiers survive.** Prefixed ULIDs (``pay_01kb…``, ``req_…``, ``evt_…``) and valid
+  bank references (``PH1A2B3C4D5E``, checked by their MOD 37-2 character) are left
+  whole even when they happen to contain nine digits in a row; ISO timestamps never
+  hold a run of nine digits.
+
+Other objects are turned into text (``str``) and then scanned, so a dataclass or an
+exception cannot carry a secret or an ID number past ``protect`` through ``repr``.
+Records of the standard library's ``logging`` (aiohttp, SQLAlchemy, Alembic) go through
+the same processors.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from decimal import Decimal
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import Processor
 
-SECRET_KEYS = re.compile(
-    r"secret|password|passwd|private|token|signature|whsec|hash_secret|authorization|api_key",
-    re.IGNORECASE,
+from payhub.domain.reference import is_valid_reference
+
+__all__ = [
+    "NUMERIC_KEYS",
+    "PERSONAL_KEYS",
+    "REDACTED",
+    "SECRET_KEYS",
+    "configure_logging",
+    "log_processors",
+    "mask_number",
+    "mask_text",
+    "protect",
+    "register_secret",
+    "renderer",
+]
+
+REDACTED = "[redacted]"
+
+_SECRET_WORDS = (
+    r"secret|passw|pwd|private|token|signature|whsec|authorization|api[_-]?key"
+    r"|secure_?hash|cookie|credential|access[_-]?key"
 )
-PERSONAL_KEYS = re.compile(r"id_number|phone|cccd|cmnd", re.IGNORECASE)
-# 9 or 12 digit ID numbers, Vietnamese phone numbers (0xxxxxxxxx, +84xxxxxxxxx).
-_PERSONAL_NUMBER = re.compile(r"(?<!\d)(?:\+84|0)?\d{8,11}(?!\d)")
+SECRET_KEYS = re.compile(rf"{_SECRET_WORDS}|^(?:key|keys|pem|hmac_key|signing_key)$", re.I)
+PERSONAL_KEYS = re.compile(r"id_?number|phone|mobile|cccd|cmnd|passport|msisdn", re.I)
+# Numeric keys are matched word by word: ``vnp_Amount``, ``paidAmount``, ``duration_ms``
+# are numeric, ``account`` or ``portal`` are not.
+NUMERIC_KEYS = re.compile(
+    r"(?:^|_)(?:amount|amounts|total|subtotal|sum|fee|fees|price|balance|count|units|size"
+    r"|bytes|length|seq|duration|elapsed|latency|ms|seconds|secs|timestamp|ts|time|date"
+    r"|created|expires|at|port|status|limit|offset|version|attempt|attempts|retries|batch)"
+    r"(?:_|$)",
+    re.I,
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+# Identifiers that may hold nine digits in a row and must stay readable: consumed first.
+_ULID_ID = r"(?<![A-Za-z0-9_])[a-z]{2,12}_[0-9a-hjkmnp-tv-z]{26}(?![A-Za-z0-9_])"
+_REFERENCE = r"(?<![A-Za-z0-9])PH[0-9A-Z]{10}(?![A-Za-z0-9])"
+# Phone-shaped: 0 / 84 / +84 then nine digits, optionally split by single separators.
+_PHONE = r"(?<!\d)(?:\+84[ .\-]?|84[ .\-]?|0)\d(?:[ .\-]?\d){8}(?!\d)"
+# CMND (9), phones (10, 11 with 84), CCCD (12): any run of 9-12 digits, not part of more.
+_DIGIT_RUN = r"(?<!\d)\d{9,12}(?!\d)"
+_PERSONAL_NUMBER = re.compile(
+    rf"(?P<ulid>{_ULID_ID})|(?P<reference>{_REFERENCE})|(?P<phone>{_PHONE})|(?P<run>{_DIGIT_RUN})"
+)
+_WHOLE_NUMBER = re.compile(r"^\s*[+-]?\d+(?:[.,]\d+)*\s*$")
+
+_SECRET_IN_TEXT = (
+    # PEM private keys, whole.
+    (
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+            re.S,
+        ),
+        REDACTED,
+    ),
+    # name=value, name: value, 'name': 'value', "name": "value" with a secret-looking name.
+    (
+        re.compile(
+            rf"(?P<name>[\w-]*(?:{_SECRET_WORDS})[\w-]*)(?P<sep>['\"]?\s*[:=]\s*['\"]?)"
+            r"(?P<value>(?:(?:bearer|basic)\s+)?[^\s&,;'\"})\]]+)",
+            re.I,
+        ),
+        rf"\g<name>\g<sep>{REDACTED}",
+    ),
+    (re.compile(r"\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I), rf"\g<scheme> {REDACTED}"),
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), REDACTED),
+    # scheme://user:password@host
+    (re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/?#\s@]*:)[^@/?#\s]+@", re.I), rf"\g<head>{REDACTED}@"),
+)
+
+_known_secrets: set[str] = set()
+_MIN_REGISTERED_SECRET = 6
+_MAX_DEPTH = 12
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Redact this exact value wherever it appears in a log line (configured secrets)."""
+    if value is None:
+        return
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if len(text) >= _MIN_REGISTERED_SECRET:
+        _known_secrets.add(text)
 
 
 def mask_number(text: str) -> str:
-    """Keep the last three digits: enough to tell two payers apart in a log, no more."""
+    """Mask every digit but the last three: enough to tell two payers apart, no more.
+
+    Values with fewer than seven digits keep none. Other characters (``+``, spaces) stay.
+    """
     digits = sum(ch.isdigit() for ch in text)
-    if digits <= 3:
+    if digits == 0:
         return "***"
-    kept = text[-3:]
-    return "*" * (len(text) - 3) + kept
+    keep = 3 if digits >= 7 else 0
+    seen = 0
+    out = []
+    for ch in text:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen > digits - keep else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
-def _mask_in_text(text: str) -> str:
-    return _PERSONAL_NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+def _mask_match(match: re.Match[str]) -> str:
+    if match.group("ulid") is not None:
+        return match.group(0)
+    reference = match.group("reference")
+    if reference is not None:
+        return reference if is_valid_reference(reference) else mask_number(reference)
+    return mask_number(match.group(0))
 
 
-def _protect_value(key: str, value: Any) -> Any:
+def mask_text(text: str) -> str:
+    """``text`` with its secrets redacted and its ID and phone numbers masked."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_IN_TEXT:
+        text = pattern.sub(replacement, text)
+    return _PERSONAL_NUMBER.sub(_mask_match, text)
+
+
+def _is_whole_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float | Decimal):
+        return True
+    return isinstance(value, str) and _WHOLE_NUMBER.match(value) is not None
+
+
+def _protect_value(key: str, value: Any, depth: int = 0) -> Any:
     if SECRET_KEYS.search(key):
-        return "[redacted]"
-    if PERSONAL_KEYS.search(key) and value is not None:
-        return mask_number(str(value))
+        return REDACTED
+    if value is None or isinstance(value, bool):
+        return value
+    if PERSONAL_KEYS.search(key):
+        return _protect_personal(value, depth)
+    if _is_numeric_key(key) and _is_whole_number(value):
+        return value
+    if depth > _MAX_DEPTH:
+        return "[too deep]"
     if isinstance(value, str):
-        return _mask_in_text(value)
-    if isinstance(value, dict):
-        return {str(k): _protect_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_protect_value(key, v) for v in value]
-    return value
+        return mask_text(value)
+    if isinstance(value, int):
+        text = str(value)
+        masked = mask_text(text)
+        return value if masked == text else masked
+    if isinstance(value, float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return mask_text(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {
+            mask_text(str(k)): _protect_value(str(k), v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_protect_value(key, v, depth + 1) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, BaseException):
+        return mask_text(f"{type(value).__name__}: {value}")
+    return mask_text(str(value))
+
+
+def _is_numeric_key(key: str) -> bool:
+    return NUMERIC_KEYS.search(_CAMEL.sub("_", key).replace("-", "_")) is not None
+
+
+def _protect_personal(value: Any, depth: int) -> Any:
+    """A personal key: every leaf under it is masked whole, whatever its shape."""
+    if depth > _MAX_DEPTH:
+        return "[too deep]"
+    if isinstance(value, Mapping):
+        return {mask_text(str(k)): _protect_personal(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_protect_personal(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    return mask_number(mask_text(str(value)))
 
 
 def protect(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """structlog processor: no secret and no full ID or phone number ever reaches a log."""
     for key in list(event_dict):
-        event_dict[key] = _protect_value(key, event_dict[key])
+        event_dict[key] = _protect_value(str(key), event_dict[key])
     return event_dict
 
 
-def configure_logging(*, json: bool | None = None, level: int = logging.INFO) -> None:
-    """Configure structlog once for the process."""
-    if json is None:
-        json = not sys.stderr.isatty()
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+def log_processors() -> list[Processor]:
+    """Every processor before the renderer, in order (tests capture logs through these)."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text here, so ``protect`` (after it) masks them too.
+        structlog.processors.format_exc_info,
+        protect,
+    ]
+
+
+def renderer(*, json: bool) -> Processor:
+    """JSON lines for machines, ``key=value`` for a person at a terminal."""
+    if json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(
+        colors=False, exception_formatter=structlog.dev.plain_traceback
     )
+
+
+class _ToStructlog(logging.Handler):
+    """Sends standard-library log records through structlog's processors."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = structlog.get_logger(record.name)
+            logger.log(
+                record.levelno,
+                record.getMessage(),
+                logger=record.name,
+                exc_info=record.exc_info or False,
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(
+    *, json: bool | None = None, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Configure structlog once for the process: JSON unless ``stream`` is a terminal.
+
+    ``stream`` is standard error unless given. Calling it again replaces the set-up.
+    """
+    out = sys.stderr if stream is None else stream
+    if json is None:
+        json = not _isatty(out)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            protect,
-            renderer,
-        ],
+        processors=[*log_processors(), renderer(json=json)],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(level)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

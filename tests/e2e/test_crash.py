@@ -91,6 +91,8 @@ async def test_sigkill_mid_traffic_loses_nothing(tmp_path: Path) -> None:
                     async with session.get(f"{base}/banks/vnpay/notify", params=params) as r:
                         if (await r.json())["RspCode"] == "00":
                             confirmed.append(payment["id"])
+                            if len(created) >= 40 and len(confirmed) >= 5:
+                                enough.set()
                 except (aiohttp.ClientError, ValueError):
                     pass
 
