@@ -194,6 +194,8 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
             print(file=sys.stderr)
         for run in runs:
             run.status = (await portal.get_payment(run.payment_id)).json()["status"]
+        async with session.get(f"{sim}/_sim/confirmations") as answer:
+            deliveries = await answer.json()
         pulled = []
         after = None
         while True:
@@ -215,6 +217,15 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
         by_scenario.setdefault(run.scenario.name, Counter())[run.status] += 1
         expected_ok &= run.status == run.scenario.expected
     statuses = Counter(run.status for run in runs)
+    answers: Counter[str] = Counter()
+    for delivery in deliveries:
+        for answer in delivery.get("answers", []):
+            answers[str(answer.get("RspCode", answer.get("error", "no answer")))] += 1
+    ipns = {
+        "sent": sum(len(d.get("answers", [])) for d in deliveries),
+        "lost": sum(1 for d in deliveries if d.get("lost")),
+        "hub_answers": dict(sorted(answers.items())),
+    }
     event_types = Counter(e["type"] for e in pulled)
     once = event_types["payment.succeeded"] == statuses["succeeded"]
     replays_ok = all(run.replayed for run in runs if run.scenario.portal_retries)
@@ -229,6 +240,7 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
             }
             for name, c in by_scenario.items()
         },
+        "ipns": ipns,
         "events": {"stored": stored_events, "pulled": len(pulled), "by_type": dict(event_types)},
         "audit_chain": {"ok": chain.ok, "entries": chain.entries},
         "checks": {
@@ -249,6 +261,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         shown = ", ".join(f"{s} {n}" for s, n in row["statuses"].items())
         print(f"  {name:<46} {row['payments']:>3}  {shown}")
     print("\nstatuses:  " + ", ".join(f"{s} {n}" for s, n in sorted(summary["statuses"].items())))
+    ipns = summary["ipns"]
+    answered = ", ".join(f"{code} ×{n}" for code, n in ipns["hub_answers"].items())
+    print(
+        f"IPNs the bank sent: {ipns['sent']} ({ipns['lost']} lost on the way); "
+        f"the hub answered {answered}"
+    )
+    print("  (00 applied, 02 already confirmed, 97 bad signature: nothing changed)")
     events_line = ", ".join(f"{t} {n}" for t, n in sorted(summary["events"]["by_type"].items()))
     print(f"portal events in the outbox: {summary['events']['stored']} ({events_line})")
     audit = summary["audit_chain"]

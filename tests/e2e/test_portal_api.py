@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -293,3 +294,20 @@ async def test_rate_limit_answers_429_with_retry_after(world: World) -> None:
         assert "per second" in problem["detail"]
         other = await hub.other_portal.list_payments("D-1")
         assert other.status == 200
+
+
+async def test_concurrent_duplicates_over_http_create_one_payment(hub: Hub) -> None:
+    answers = await asyncio.gather(
+        *(hub.portal.create_payment(payment_body(), "dup") for _ in range(12))
+    )
+    statuses = sorted(a.status for a in answers)
+    assert statuses.count(201) == 1
+    assert set(statuses) <= {200, 201, 409}
+    for answer in answers:
+        if answer.status == 409:
+            assert answer.json()["code"] == "idempotency_in_flight"
+        if answer.status == 200:
+            assert answer.headers["Idempotency-Replayed"] == "true"
+    ids = {a.json()["id"] for a in answers if a.status in (200, 201)}
+    assert len(ids) == 1
+    assert (await stored_counts(hub))[0] == 1
