@@ -29,6 +29,7 @@ from payhub.connectors.port import BankConnector, ConnectorContext
 from payhub.connectors.registry import connector_class
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
+from payhub.observability.logging import register_secret
 from payhub.observability.metrics import create_metrics
 from payhub.service.payments import PaymentService
 from payhub.service.refunds import RefundService
@@ -104,6 +105,7 @@ def create_app(
 ) -> web.Application:
     """Build the hub. ``simulators`` also mounts each bank's simulator at ``/sim/<bank>/``."""
     classes = check_banks(settings)
+    _register_secrets(settings)
     app = web.Application(
         middlewares=[context_middleware, signature_middleware],
         client_max_size=STATEMENT_LIMIT,
@@ -176,6 +178,23 @@ def create_app(
             sub = factory(bank.options, notify_url=notify_url(settings, name), clock=clock)
             app.add_subapp(f"/sim/{name}/", sub)
     return app
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Every configured secret is redacted wherever it would appear in a log line."""
+    for bank in settings.banks.values():
+        for name, value in bank.options.items():
+            if isinstance(value, str) and any(w in name for w in ("secret", "key", "password")):
+                register_secret(value)
+    for portal in settings.portals.values():
+        register_secret(portal.whsec)
+        for key in portal.keys:
+            if isinstance(key.key, bytes):
+                register_secret(key.key)
+    for user in settings.finance_users.values():
+        for key in user.keys:
+            if isinstance(key.key, bytes):
+                register_secret(key.key)
 
 
 async def _prune_nonces(app: web.Application) -> None:

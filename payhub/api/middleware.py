@@ -44,11 +44,21 @@ _HTTP_PROBLEMS = {
 
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind the request id, answer every error as a problem, count and time the request."""
+    """Bind the log context, answer every error as a problem, count, time and log the request.
+
+    The context is cleared and ``request_id`` (and ``payment_id`` for ``/{id}`` routes)
+    bound first; ``signature_middleware`` and the handlers bind more (``portal``,
+    ``finance_user``, ``bank`` …) in the same task, so the one ``request`` line logged
+    here at the end carries all of it. Only the path is logged, never the query string
+    (VNPay's return and IPN queries carry signatures and payer data).
+    """
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else new_id("req")
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    if "id" in request.match_info:
+        structlog.contextvars.bind_contextvars(payment_id=request.match_info["id"])
+    path = request.path[:512]
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -60,16 +70,25 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         code = _HTTP_PROBLEMS.get(exc.status, "malformed_request")
         response = problem_response(ProblemError(code, exc.reason or code))
     except Exception:
-        log.exception("request_failed", method=request.method, path=request.path)
+        log.exception("request_failed", method=request.method, path=path)
         response = problem_response(
             ProblemError("internal_error", f"the hub failed on this request (id {request_id})")
         )
+    elapsed = time.perf_counter() - started
     response.headers["X-Request-Id"] = request_id
     metrics = request.app[keys.METRICS]
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     metrics.requests.labels(route, str(response.status)).inc()
-    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    metrics.latency.labels(route).observe(elapsed)
+    log.info(
+        "request",
+        method=request.method,
+        path=path,
+        route=route,
+        status=response.status,
+        duration_ms=round(elapsed * 1000, 3),
+    )
     return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from payhub import keys
@@ -63,6 +64,7 @@ async def create_payment(request: web.Request) -> web.Response:
     service = request.app[keys.PAYMENTS]
     parsed = parse_payment_request(body, known_banks=request.app[keys.CONNECTORS].keys())
     created = await service.create(_portal(request), key, parsed)
+    structlog.contextvars.bind_contextvars(payment_id=created.payment.id)
     if created.replayed:
         return json_response(
             created.payment.to_public(), status=200, headers={"Idempotency-Replayed": "true"}

@@ -40,6 +40,7 @@ import datetime as dt
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
 from decimal import Decimal
 from typing import Any, TextIO
@@ -89,8 +90,9 @@ _REFERENCE = r"(?<![A-Za-z0-9])PH[0-9A-Z]{10}(?![A-Za-z0-9])"
 _PHONE = r"(?<!\d)(?:\+84[ .\-]?|84[ .\-]?|0)\d(?:[ .\-]?\d){8}(?!\d)"
 # CMND (9), phones (10, 11 with 84), CCCD (12): any run of 9-12 digits, not part of more.
 _DIGIT_RUN = r"(?<!\d)\d{9,12}(?!\d)"
+_NUMBER = re.compile(rf"{_PHONE}|{_DIGIT_RUN}")
 _PERSONAL_NUMBER = re.compile(
-    rf"(?P<ulid>{_ULID_ID})|(?P<reference>{_REFERENCE})|(?P<phone>{_PHONE})|(?P<run>{_DIGIT_RUN})"
+    rf"(?P<ulid>{_ULID_ID})|(?P<reference>{_REFERENCE})|{_NUMBER.pattern}"
 )
 _WHOLE_NUMBER = re.compile(r"^\s*[+-]?\d+(?:[.,]\d+)*\s*$")
 
@@ -112,10 +114,16 @@ _SECRET_IN_TEXT = (
         ),
         rf"\g<name>\g<sep>{REDACTED}",
     ),
-    (re.compile(r"\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I), rf"\g<scheme> {REDACTED}"),
+    (
+        re.compile(r"\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.I),
+        rf"\g<scheme> {REDACTED}",
+    ),
     (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), REDACTED),
     # scheme://user:password@host
-    (re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/?#\s@]*:)[^@/?#\s]+@", re.I), rf"\g<head>{REDACTED}@"),
+    (
+        re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/?#\s@]*:)[^@/?#\s]+@", re.I),
+        rf"\g<head>{REDACTED}@",
+    ),
 )
 
 _known_secrets: set[str] = set()
@@ -157,7 +165,9 @@ def _mask_match(match: re.Match[str]) -> str:
         return match.group(0)
     reference = match.group("reference")
     if reference is not None:
-        return reference if is_valid_reference(reference) else mask_number(reference)
+        if is_valid_reference(reference):
+            return reference
+        return _NUMBER.sub(lambda m: mask_number(m.group(0)), reference)
     return mask_number(match.group(0))
 
 
@@ -201,9 +211,7 @@ def _protect_value(key: str, value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray):
         return mask_text(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, Mapping):
-        return {
-            mask_text(str(k)): _protect_value(str(k), v, depth + 1) for k, v in value.items()
-        }
+        return {mask_text(str(k)): _protect_value(str(k), v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_protect_value(key, v, depth + 1) for v in value]
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -228,8 +236,8 @@ def _protect_personal(value: Any, depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", "replace")
-    return mask_number(mask_text(str(value)))
+        return mask_number(bytes(value).decode("utf-8", "replace"))
+    return mask_number(str(value))
 
 
 def protect(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -261,6 +269,30 @@ def renderer(*, json: bool) -> Processor:
     )
 
 
+class _LineWriter:
+    """Writes rendered lines to ``stream``, or to ``sys.stderr`` as it is at each line.
+
+    A log line never fails its caller: a closed or broken stream loses the line rather
+    than turning a committed confirmation into a ``500``.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr if self._stream is None else self._stream
+        try:
+            with self._lock:
+                stream.write(message + "\n")
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
+
+
 class _ToStructlog(logging.Handler):
     """Sends standard-library log records through structlog's processors."""
 
@@ -282,15 +314,19 @@ def configure_logging(
 ) -> None:
     """Configure structlog once for the process: JSON unless ``stream`` is a terminal.
 
-    ``stream`` is standard error unless given. Calling it again replaces the set-up.
+    ``stream`` is standard error (looked up at each line) unless given. Calling it again
+    replaces the set-up, including the bridge from the standard library's ``logging``.
     """
-    out = sys.stderr if stream is None else stream
     if json is None:
-        json = not _isatty(out)
+        json = not _isatty(sys.stderr if stream is None else stream)
+
+    def line_writer(*_args: Any) -> _LineWriter:
+        return _LineWriter(stream)
+
     structlog.configure(
         processors=[*log_processors(), renderer(json=json)],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=line_writer,
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
