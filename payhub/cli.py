@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,8 +134,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from payhub.observability.logging import configure_logging
-
     command = args.command
     if command == "init":
         from payhub.setup import init_setup
@@ -163,24 +163,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"added {command} {args.id} to {args.config}")
         return 0
     if command == "serve":
-        configure_logging(level=_log_level())
+        _configure_logging(level=_log_level())
         return _serve(args)
     if command == "simulate":
-        configure_logging()
+        _configure_logging(level=_log_level())
         return _simulate(args)
     if command == "db":
-        configure_logging()
+        _configure_logging(level=_log_level())
         return asyncio.run(_db_upgrade(args.config))
     if command == "audit":
-        configure_logging()
+        _configure_logging(level=_log_level())
         return asyncio.run(_audit_verify(args.config, as_json=args.json))
     if command == "demo":
-        configure_logging(json=True, level=40)
+        _configure_logging(json=True, level=logging.ERROR)
         from payhub.demo import run_demo
 
         return asyncio.run(run_demo(payments=args.payments, as_json=args.json))
     if command == "bench":
-        configure_logging(json=True, level=40)
+        _configure_logging(json=True, level=logging.ERROR)
         from payhub.bench import run_bench
 
         if args.requests < 1 or args.concurrency < 1 or args.workers < 1:
@@ -217,11 +217,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_logging(*, level: int, json: bool | None = None) -> None:
+    from payhub.observability.logging import configure_logging
+
+    configure_logging(json=json, level=level)
+    # Alembic narrates every connection at INFO: noise around a command's one-line answer.
+    logging.getLogger("alembic").setLevel(logging.WARNING if level >= logging.INFO else level)
+
+
 def _log_level() -> int:
     """``PAYHUB_LOG_LEVEL`` (debug, info, warning, error); info by default."""
-    import logging
-    import os
-
     name = os.environ.get("PAYHUB_LOG_LEVEL", "info").upper()
     level = logging.getLevelName(name)
     if not isinstance(level, int):

@@ -185,8 +185,8 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
 
     portals: dict[str, PortalSettings] = {}
     for portal_id, table in _table(raw, "portals", required=False).items():
+        _check_id(portal_id, "portals")
         where = f"portals.{portal_id}"
-        _check_id(portal_id, where)
         table = _as_table(table, where)
         _only(table, where, {"callback_url", "keys", "whsec"})
         whsec = table.get("whsec")
@@ -203,8 +203,8 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         )
     finance_users: dict[str, FinanceUserSettings] = {}
     for user_id, table in _table(raw, "finance", required=False).items():
+        _check_id(user_id, "finance")
         where = f"finance.{user_id}"
-        _check_id(user_id, where)
         table = _as_table(table, where)
         _only(table, where, {"keys"})
         finance_users[user_id] = FinanceUserSettings(
@@ -227,8 +227,8 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
 
     banks: dict[str, BankSettings] = {}
     for name, table in _table(raw, "banks", required=False).items():
+        _check_id(name, "banks")
         where = f"banks.{name}"
-        _check_id(name, where)
         table = _as_table(table, where)
         connector = _str(table, f"{where}.connector")
         options = {k: v for k, v in table.items() if k != "connector"}
@@ -267,7 +267,7 @@ def resolve_database_url(url: str, base: Path) -> str:
             raise ConfigError("hub.database_url: SQLite needs a file path (sqlite:///payhub.db)")
         file = Path(path)
         if not file.is_absolute():
-            file = base / file
+            file = (base / file).absolute()
         return f"sqlite+aiosqlite:///{file}"
     if url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
         resolved = "postgresql+asyncpg://" + url.split("://", 1)[1]
@@ -375,7 +375,10 @@ def _check_whsec(value: Any, at: str) -> None:
 
 def _check_id(value: str, at: str) -> None:
     if not _ID.fullmatch(value):
-        raise ConfigError(f"{at}: {value!r} must be 1–64 chars of letters, digits, '.', '_', '-'")
+        raise ConfigError(
+            f"{at}: {value!r} is not a valid id (1–64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit)"
+        )
 
 
 def _table(raw: Mapping[str, Any], key: str, *, required: bool = True) -> Mapping[str, Any]:

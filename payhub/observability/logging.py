@@ -109,7 +109,7 @@ _SECRET_IN_TEXT = (
     (
         re.compile(
             rf"(?P<name>[\w-]*(?:{_SECRET_WORDS})[\w-]*)(?P<sep>['\"]?\s*[:=]\s*['\"]?)"
-            r"(?P<value>(?:(?:bearer|basic)\s+)?[^\s&,;'\"})\]]+)",
+            r"(?P<value>(?!\[redacted\])(?:(?:bearer|basic)\s+)?[^\s&,;'\"})\]]+)",
             re.I,
         ),
         rf"\g<name>\g<sep>{REDACTED}",
