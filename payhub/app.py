@@ -53,26 +53,16 @@ def notify_url(settings: Settings, bank: str) -> str:
 
 def credentials_from(settings: Settings) -> dict[str, Credential]:
     """Every request key, by keyid, with the principal it belongs to."""
-    found: dict[str, Credential] = {}
-    for portal in settings.portals.values():
-        for key in portal.keys:
-            found[key.keyid] = Credential(
-                keyid=key.keyid,
-                kind=PrincipalKind.PORTAL,
-                principal=portal.id,
-                algorithm=key.algorithm,
-                key=key.key,
-            )
-    for user in settings.finance_users.values():
-        for key in user.keys:
-            found[key.keyid] = Credential(
-                keyid=key.keyid,
-                kind=PrincipalKind.FINANCE,
-                principal=user.id,
-                algorithm=key.algorithm,
-                key=key.key,
-            )
-    return found
+    owners = [(PrincipalKind.PORTAL, p.id, p.keys) for p in settings.portals.values()] + [
+        (PrincipalKind.FINANCE, u.id, u.keys) for u in settings.finance_users.values()
+    ]
+    return {
+        key.keyid: Credential(
+            keyid=key.keyid, kind=kind, principal=owner, algorithm=key.algorithm, key=key.key
+        )
+        for kind, owner, keys in owners
+        for key in keys
+    }
 
 
 def check_banks(settings: Settings) -> dict[str, type[BankConnector]]:
@@ -127,7 +117,8 @@ def create_app(
                 await migrate.upgrade(engine)
             elif not await migrate.is_current(engine):
                 raise ConfigError(
-                    "the database schema is not current: run `payhub db upgrade --config ...`"
+                    "the database schema is not current: run "
+                    f"`payhub db upgrade --config {settings.config_path}`"
                 )
             app[keys.ENGINE] = engine
             ledger = Ledger(engine, clock)

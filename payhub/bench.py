@@ -202,23 +202,13 @@ async def _stages(config: Path, samples: int) -> dict[str, Any]:
         (config.parent / "keys" / "demo.pem").read_bytes(), None
     )
     assert isinstance(key, Ed25519PrivateKey)
-    url = "http://127.0.0.1/v1/payments"
     credentials = credentials_from(settings)
     nonces = MemoryNonceStore()
-    signed = []
-    for i in range(samples):
-        body = encode_json(_body(i))
-        headers = sign_headers(
-            "POST",
-            url,
-            keyid="demo",
-            key=key,
-            created=datetime.now(UTC),
-            body=body,
-            content_type="application/json",
-            idempotency_key=f"k{i}",
-        )
-        signed.append(SignedRequest(method="POST", url=url, headers=headers, body=body))
+    base = "http://127.0.0.1"
+    signed = [
+        SignedRequest(method="POST", url=f"{base}/v1/payments", headers=headers, body=body)
+        for body, headers in _presign(base, key, samples)
+    ]
     started = time.perf_counter()
     now = datetime.now(UTC)
     for request in signed:

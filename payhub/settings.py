@@ -73,7 +73,8 @@ class RequestKey:
 
     keyid: str
     algorithm: str
-    key: Ed25519PublicKey | bytes
+    key: Ed25519PublicKey | bytes = field(repr=False)
+    """An HMAC key is a shared secret: it never appears in a repr, a log or a test report."""
 
 
 @dataclass(frozen=True)

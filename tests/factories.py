@@ -38,7 +38,7 @@ class World:
     settings: Settings
     port: int
     portal_key: Ed25519PrivateKey
-    other_portal_secret: bytes
+    other_portal_secret: bytes = field(repr=False)
     finance_key: Ed25519PrivateKey
     clock: Clock = field(default=system_clock)
 
