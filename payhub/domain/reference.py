@@ -31,8 +31,9 @@ uniqueness.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Final
+
+from payhub.domain.ids import random_bits
 
 __all__ = [
     "REFERENCE_ALPHABET",
@@ -77,7 +78,7 @@ def _check_value(body: str) -> int:
 def new_bank_reference() -> str:
     """A fresh random reference, e.g. ``PH7K3QX9MZ2F``."""
     while True:
-        bits = secrets.randbits(5 * _RANDOM_LENGTH)
+        bits = random_bits(5 * _RANDOM_LENGTH)
         body = REFERENCE_PREFIX + "".join(
             REFERENCE_ALPHABET[(bits >> (5 * i)) & 31] for i in range(_RANDOM_LENGTH)
         )
