@@ -199,7 +199,8 @@ class PaymentService:
 
         if not (await self.ledger.run(record)).won:
             return None
-        return repository.payment_from_row(_as_mapping(row))
+        unset = {"paid_at": None, "failure_code": None, "bank_transaction_id": None}
+        return repository.payment_from_row({**row, **unset})
 
     async def _place(self, order: OrderRequest, chosen: str | None) -> tuple[str, PlacedOrder]:
         """Place the order at the chosen bank, or at the first routed bank that takes it."""
@@ -456,14 +457,4 @@ def dossier_summary(code: str, found: list[Payment]) -> dict[str, Any]:
         "paid_amount": paid,
         "refunded_amount": refunded,
         "status": status,
-    }
-
-
-def _as_mapping(row: dict[str, Any]) -> Any:
-    """A plain dict reads like a RowMapping for ``payment_from_row``."""
-    return {
-        **row,
-        "paid_at": None,
-        "failure_code": None,
-        "bank_transaction_id": None,
     }

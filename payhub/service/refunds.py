@@ -9,15 +9,14 @@ not have moved, and only the bank (a status query, the statement) can say which.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payhub.connectors.port import BankConnector, RefundRequest
+from payhub.connectors.port import BankConnector, RefundRequest, RefundResult
 from payhub.domain.ids import new_id
-from payhub.domain.payment import Refund
+from payhub.domain.payment import Payment, Refund
 from payhub.domain.requests import RefundRequestBody
 from payhub.domain.states import PaymentStatus
 from payhub.errors import BankError, FieldError, PayhubError, ProblemError
@@ -83,7 +82,7 @@ class RefundService:
     ) -> RefundOutcome | None:
         async with self.engine.connect() as conn:
             record = await repository.get_idempotency_record(conn, portal_id, key)
-            if record is None or record["created_at"] < _now(self.ledger) - IDEMPOTENCY_WINDOW:
+            if record is None or record["created_at"] < self.ledger.clock() - IDEMPOTENCY_WINDOW:
                 return None
             if record["scope"] != scope or record["fingerprint"] != print_:
                 raise ProblemError(
@@ -103,7 +102,7 @@ class RefundService:
         scope: str,
         print_: str,
         body: RefundRequestBody,
-    ) -> tuple[Refund, Any] | None:
+    ) -> tuple[Refund, Payment] | None:
         query = select(payments).where(
             payments.c.id == payment_id, payments.c.portal_id == portal_id
         )
@@ -179,7 +178,7 @@ class RefundService:
         )
         return refund, payment
 
-    async def _ask_bank(self, refund: Refund, payment: Any) -> Any:
+    async def _ask_bank(self, refund: Refund, payment: Payment) -> RefundResult | None:
         connector = self.connectors[payment.bank]
         try:
             return await connector.refund(
@@ -197,7 +196,9 @@ class RefundService:
             log.warning("refund_unanswered", refund_id=refund.id, error=str(exc))
             return None
 
-    async def _settle(self, tx: Transaction, refund: Refund, payment: Any, result: Any) -> Refund:
+    async def _settle(
+        self, tx: Transaction, refund: Refund, payment: Payment, result: RefundResult
+    ) -> Refund:
         status = "succeeded" if result.succeeded else "failed"
         now = tx.clock()
         changed = await tx.conn.execute(
@@ -234,7 +235,3 @@ class RefundService:
             data=settled.to_public(),
         )
         return settled
-
-
-def _now(ledger: Ledger) -> Any:
-    return ledger.clock()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping, select
@@ -14,7 +14,7 @@ from payhub.domain.states import PaymentStatus
 from payhub.store.tables import events, idempotency_keys, payments, refunds
 
 
-def payment_from_row(row: RowMapping) -> Payment:
+def payment_from_row(row: Mapping[Any, Any]) -> Payment:
     dossier = {
         "code": row["dossier_code"],
         "procedure_code": row["procedure_code"],
@@ -43,7 +43,7 @@ def payment_from_row(row: RowMapping) -> Payment:
     )
 
 
-def refund_from_row(row: RowMapping) -> Refund:
+def refund_from_row(row: Mapping[Any, Any]) -> Refund:
     return Refund(
         id=row["id"],
         payment_id=row["payment_id"],
