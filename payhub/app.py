@@ -31,12 +31,13 @@ from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
 from payhub.observability.logging import register_secret
 from payhub.observability.metrics import create_metrics
-from payhub.service.payments import PaymentService
+from payhub.service.payments import IDEMPOTENCY_WINDOW, PaymentService
 from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
 from payhub.settings import Settings
 from payhub.store import migrate
 from payhub.store.engine import create_engine
+from payhub.store.housekeeping import prune_idempotency_keys
 from payhub.store.ledger import Ledger
 from payhub.store.nonces import DatabaseNonceStore
 
@@ -155,7 +156,7 @@ def create_app(
         await http.close()
 
     async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_prune_nonces(app), name="payhub-nonce-pruning")
+        task = asyncio.create_task(_housekeeping(app), name="payhub-housekeeping")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -188,12 +189,14 @@ def _register_secrets(settings: Settings) -> None:
                 register_secret(key.key)
 
 
-async def _prune_nonces(app: web.Application) -> None:
-    """Drop nonces older than any signature the hub would still accept, every minute."""
-    store: Any = app[keys.NONCES]
+async def _housekeeping(app: web.Application) -> None:
+    """Every minute: forget nonces no signature can reuse and idempotency keys past 24 h."""
+    nonces: Any = app[keys.NONCES]
     while True:
         await asyncio.sleep(60)
+        now = app[keys.CLOCK]()
         try:
-            await store.prune(app[keys.CLOCK]() - NONCE_LIFETIME)
+            await nonces.prune(now - NONCE_LIFETIME)
+            await prune_idempotency_keys(app[keys.LEDGER], now - IDEMPOTENCY_WINDOW)
         except Exception:
-            log.exception("nonce_pruning_failed")
+            log.exception("housekeeping_failed")

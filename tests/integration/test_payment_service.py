@@ -226,3 +226,26 @@ async def test_overpaid_dossier_emits_its_event(desk: Desk) -> None:
     assert summary["status"] == "overpaid"
     assert summary["paid_amount"] == first.amount + second.amount
     assert await count(desk.engine, events, events.c.type == "dossier.overpaid") == 1
+
+
+async def test_an_aged_key_replays_until_pruned_then_is_free(desk: Desk) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from payhub.store.housekeeping import prune_idempotency_keys
+    from payhub.store.tables import idempotency_keys
+
+    first = await desk.service.create("demo", "old-key", request())
+    async with desk.engine.begin() as conn:
+        await conn.execute(
+            update(idempotency_keys).values(created_at=system_clock() - timedelta(hours=25))
+        )
+    aged = await desk.service.create("demo", "old-key", request())
+    assert aged.replayed and aged.payment.id == first.payment.id
+    now = system_clock()
+    assert await prune_idempotency_keys(desk.ledger, now - timedelta(hours=24)) == 1
+    assert await prune_idempotency_keys(desk.ledger, now - timedelta(hours=24)) == 0
+    fresh = await desk.service.create("demo", "old-key", request())
+    assert not fresh.replayed and fresh.payment.id != first.payment.id
+    assert await count(desk.engine, payments) == 2
