@@ -34,17 +34,13 @@ from payhub.domain.states import EVENT_TYPE, PaymentStatus, can_transition, is_o
 from payhub.errors import BankUnavailable, FieldError, PayhubError, ProblemError
 from payhub.service.routing import Router
 from payhub.store import repository
-from payhub.store.ledger import Claim, Ledger, Transaction
+from payhub.store.ledger import Claim, Ledger, LostRace, Transaction
 from payhub.store.tables import idempotency_keys, payments
 
 log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 CREATE_SCOPE = "payments.create"
-
-
-class ConcurrentChange(PayhubError):
-    """A guarded update lost a race with another hub process; the unit is run again."""
 
 
 @dataclass(frozen=True)
@@ -374,7 +370,7 @@ async def transition(
     """Move a payment to ``target`` under a guard, with its audit entry and portal event.
 
     The ``WHERE status = current`` guard makes the change apply once even when two hub
-    processes race; the loser raises ``ConcurrentChange`` and its unit runs again.
+    processes race; the loser raises ``LostRace`` and the ledger runs its unit again.
     """
     if not can_transition(payment.status, target):  # pragma: no cover - callers check first
         raise PayhubError(f"illegal transition {payment.status} -> {target}")
@@ -392,7 +388,7 @@ async def transition(
         .values(values)
     )
     if result.rowcount != 1:
-        raise ConcurrentChange(payment.id)
+        raise LostRace(payment.id)
     updated = replace(
         payment,
         status=target,

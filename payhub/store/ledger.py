@@ -13,6 +13,8 @@ Rules for units:
   no HTTP, no sleeping: it may be run twice (see below);
 - a unit may raise ``ProblemError`` only *before* its first write: it is then dropped
   from the batch with its error and the batch goes on;
+- a unit that finds a row changed by another hub process raises ``LostRace``; the
+  batch is rolled back and run again (so are deadlocks and serialization failures);
 - any other exception rolls the whole batch back, and every unit of it is run again in
   a transaction of its own, so one bad unit never fails its neighbours.
 
@@ -33,6 +35,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhub.domain.clock import Clock
@@ -52,6 +55,29 @@ log = structlog.get_logger(__name__)
 
 class LedgerClosed(PayhubError):
     """The ledger no longer takes work: the hub is shutting down."""
+
+
+class LostRace(PayhubError):
+    """A unit found a row changed under it by another hub process; it is run again.
+
+    Units raise it from guarded updates (``UPDATE … WHERE status = <seen>`` touching no
+    row). The retry reads the row afresh and decides again, so the unit's effect still
+    happens at most once.
+    """
+
+
+RACE_RETRIES = 5
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def _lost_race(exc: BaseException) -> bool:
+    if isinstance(exc, LostRace):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return state in _RETRYABLE_SQLSTATES
+    return False
 
 
 @dataclass
@@ -336,6 +362,17 @@ class Ledger:
             _settle(pending, outcome)
 
     async def _transaction(self, batch: list[_Pending]) -> list[Any]:
+        """One attempt after another while the batch only lost a race to another process."""
+        for attempt in range(RACE_RETRIES):
+            try:
+                return await self._attempt(batch)
+            except Exception as exc:
+                if not _lost_race(exc) or attempt == RACE_RETRIES - 1:
+                    raise
+                log.info("ledger_batch_lost_race", units=len(batch), attempt=attempt + 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, batch: list[_Pending]) -> list[Any]:
         async with self.engine.connect() as raw_conn:
             conn = await raw_conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():

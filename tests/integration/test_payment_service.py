@@ -249,3 +249,28 @@ async def test_an_aged_key_replays_until_pruned_then_is_free(desk: Desk) -> None
     fresh = await desk.service.create("demo", "old-key", request())
     assert not fresh.replayed and fresh.payment.id != first.payment.id
     assert await count(desk.engine, payments) == 2
+
+
+async def test_two_processes_confirming_at_once_apply_once(desk: Desk, database_url: str) -> None:
+    """The loser of a guarded update re-reads the payment instead of failing (LostRace)."""
+    engine = create_engine(database_url)
+    ledger = Ledger(engine, system_clock)
+    await ledger.start()
+    second = PaymentService(
+        engine=engine, ledger=ledger, connectors=desk.service.connectors,
+        router=desk.service.router, clock=system_clock,
+    )  # fmt: skip
+    outcomes = []
+    try:
+        for i in range(20):
+            payment = (await desk.service.create("demo", f"k{i}", request(f"D-{i}"))).payment
+            paid = confirmation(payment.bank_reference, payment.amount)
+            outcomes += await asyncio.gather(
+                desk.service.confirm("fake", paid), second.confirm("fake", paid)
+            )
+    finally:
+        await ledger.close()
+        await engine.dispose()
+    assert outcomes.count(ConfirmationOutcome.APPLIED) == 20
+    assert outcomes.count(ConfirmationOutcome.ALREADY_APPLIED) == 20
+    assert await count(desk.engine, events, events.c.type == "payment.succeeded") == 20
