@@ -68,7 +68,8 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         code = _HTTP_PROBLEMS.get(exc.status, "malformed_request")
-        response = problem_response(ProblemError(code, exc.reason or code))
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = problem_response(ProblemError(code, exc.reason or code, headers=allow))
     except Exception:
         log.exception("request_failed", method=request.method, path=path)
         response = problem_response(

@@ -311,3 +311,11 @@ async def test_concurrent_duplicates_over_http_create_one_payment(hub: Hub) -> N
     ids = {a.json()["id"] for a in answers if a.status in (200, 201)}
     assert len(ids) == 1
     assert (await stored_counts(hub))[0] == 1
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(hub: Hub) -> None:
+    async with hub.session.delete(f"{hub.base_url}/healthz") as response:
+        assert response.status == 405
+        assert response.headers["Content-Type"].startswith(PROBLEM)
+        assert "GET" in response.headers["Allow"]
+        assert (await response.json())["code"] == "method_not_allowed"
