@@ -45,7 +45,13 @@ async def confirmation(request: web.Request) -> web.Response:
         outcome = ConfirmationOutcome.MALFORMED
     else:
         structlog.contextvars.bind_contextvars(bank_reference=parsed.bank_reference)
-        outcome = await request.app[keys.PAYMENTS].confirm(bank, parsed)
+        try:
+            outcome = await request.app[keys.PAYMENTS].confirm(bank, parsed)
+        except Exception:
+            # Nothing was committed: answer in the bank's protocol so that it retries
+            # (VNPay: 99) rather than with an HTTP 500 it may not read.
+            log.exception("confirmation_not_applied")
+            outcome = ConfirmationOutcome.ERROR
     log.info("confirmation", outcome=outcome.value)
     request.app[keys.METRICS].confirmations.labels(bank, outcome.value).inc()
     return _response(connector.answer_confirmation(outcome))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from banks.vnpay import wire
 from payhub import keys
-from payhub.store.tables import audit_log, events
+from payhub.store.tables import audit_log, events, payments
 from tests.factories import VNPAY_SECRET, VNPAY_TMN, Hub, payment_body
 
 
@@ -104,3 +104,14 @@ async def test_unknown_bank_and_garbage_get_clear_answers(hub: Hub) -> None:
     async with hub.session.get(f"{hub.base_url}/banks/vnpay/notify", params={"x": "1"}) as response:
         assert response.status == 200
         assert (await response.json())["RspCode"] in ("97", "99")
+
+
+async def test_a_hub_that_cannot_commit_answers_99_so_the_bank_retries(hub: Hub) -> None:
+    payment = (await hub.portal.create_payment(payment_body(), str(uuid.uuid4()))).json()
+    await hub.app[keys.LEDGER].close()  # the hub can no longer make anything durable
+    assert await send(hub, ipn(payment["bank_reference"], payment["amount"])) == "99"
+    async with hub.app[keys.ENGINE].connect() as conn:
+        status = (
+            await conn.execute(select(payments.c.status).where(payments.c.id == payment["id"]))
+        ).scalar_one()
+    assert status == "pending"
