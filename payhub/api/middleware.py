@@ -21,6 +21,7 @@ from payhub.api.auth import Credential, PrincipalKind, SignedRequest, authentica
 from payhub.api.problems import problem_response
 from payhub.domain.ids import new_id
 from payhub.errors import ProblemError
+from payhub.store.ledger import LedgerClosed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,6 +65,12 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except ProblemError as problem:
         response = problem_response(problem)
+    except LedgerClosed:
+        response = problem_response(
+            ProblemError(
+                "not_ready", "the hub is shutting down; retry", headers={"Retry-After": "1"}
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

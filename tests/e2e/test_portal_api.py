@@ -319,3 +319,11 @@ async def test_wrong_method_is_a_405_problem_with_allow(hub: Hub) -> None:
         assert response.headers["Content-Type"].startswith(PROBLEM)
         assert "GET" in response.headers["Allow"]
         assert (await response.json())["code"] == "method_not_allowed"
+
+
+async def test_a_hub_shutting_down_answers_503_not_500(hub: Hub) -> None:
+    await hub.app[keys.LEDGER].close()
+    answer = await hub.portal.create_payment(payment_body(), "late")
+    problem = assert_problem(answer, 503, "not_ready")
+    assert answer.headers["Retry-After"] == "1"
+    assert "retry" in problem["detail"]
