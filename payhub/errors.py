@@ -12,8 +12,7 @@
      ├── ConfirmationRejected        a bank confirmation that must not be applied
      │    ├── ConfirmationSignatureInvalid
      │    └── ConfirmationMalformed
-     ├── StatementError              a statement file that cannot be read
-     └── AuditChainBroken            the audit hash chain does not verify
+     └── StatementError              a statement file that cannot be read
 
 Foreign exceptions are translated at the boundary with ``raise ... from exc`` so
 callers only ever catch these.
@@ -126,7 +125,3 @@ class ConfirmationMalformed(ConfirmationRejected):
 
 class StatementError(PayhubError):
     """A statement file that cannot be read safely."""
-
-
-class AuditChainBroken(PayhubError):
-    """The audit trail's hash chain does not verify."""

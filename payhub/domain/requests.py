@@ -49,7 +49,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 from urllib.parse import urlsplit
 
 from payhub.domain.money import CURRENCY, MAX_PAYMENT, MIN_PAYMENT
@@ -187,6 +187,12 @@ class RefundFields(TypedDict):
     reason: str
 
 
+def fingerprint_of(canonical: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a canonical request: key order and NFD/NFC do not change it."""
+    text = json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class DossierRef:
     """The dossier (hồ sơ) a payment settles, as the portal names it."""
@@ -270,11 +276,8 @@ class PaymentRequest:
         }
 
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of the canonical form: "same body" for ``Idempotency-Key`` reuse."""
-        text = json.dumps(
-            self.canonical(), ensure_ascii=False, sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        """What makes two requests under one ``Idempotency-Key`` "the same request"."""
+        return fingerprint_of(self.canonical())
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,10 @@ class RefundRequestBody:
 
     def canonical(self) -> RefundFields:
         return {"amount": self.amount, "reason": self.reason}
+
+    def fingerprint(self) -> str:
+        """What makes two refunds under one ``Idempotency-Key`` "the same request"."""
+        return fingerprint_of(self.canonical())
 
 
 # --------------------------------------------------------------------------- parsing

@@ -6,9 +6,7 @@ hands one unit of work to the ledger, which commits it durably before the caller
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -49,12 +47,6 @@ class Created:
     replayed: bool
 
 
-def fingerprint(scope: str, canonical: Mapping[str, Any]) -> str:
-    """What makes two requests under one Idempotency-Key "the same request"."""
-    text = json.dumps([scope, canonical], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class PaymentService:
     """The payment use cases, wired to the ledger, the read engine and the banks."""
 
@@ -80,7 +72,7 @@ class PaymentService:
         self, portal_id: str, idempotency_key: str, request: PaymentRequest
     ) -> Created:
         """Create a payment once per Idempotency-Key; a repeat replays the first answer."""
-        print_ = fingerprint(CREATE_SCOPE, request.canonical())
+        print_ = request.fingerprint()
         slot = (portal_id, idempotency_key)
         if slot in self._in_flight:
             raise ProblemError(

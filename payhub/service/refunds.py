@@ -20,7 +20,6 @@ from payhub.domain.payment import Payment, Refund
 from payhub.domain.requests import RefundRequestBody
 from payhub.domain.states import PaymentStatus
 from payhub.errors import BankError, FieldError, PayhubError, ProblemError
-from payhub.service.payments import fingerprint
 from payhub.store import repository
 from payhub.store.ledger import Ledger, Transaction
 from payhub.store.sql import insert_ignore
@@ -51,7 +50,7 @@ class RefundService:
     ) -> RefundOutcome:
         """Refund once per Idempotency-Key; total refunds never exceed the payment."""
         scope = f"refunds.create:{payment_id}"
-        print_ = fingerprint(scope, body.canonical())
+        print_ = body.fingerprint()
         slot = (portal_id, key)
         if slot in self._in_flight:
             raise ProblemError("idempotency_in_flight", "this refund is still being processed")
