@@ -1,96 +1,78 @@
-"""A VNPay 2.1.0 gateway in a box: pay page, IPNs, merchant API, statement and fault knobs.
+"""A VNPay 2.1.0 gateway in a box: pay page, IPNs, merchant API and statement.
 
 ``create_simulator(options, notify_url=..., clock=...)`` returns an aiohttp application
 that plays the bank side for one merchant account (options ``tmn_code`` and
 ``hash_secret``, as in the hub's bank table; optional ``seed`` for the fault dice,
 ``fee_basis_points`` for the statement's fee column, default 0, and ``faults``, the knobs
-to start with). Mount it under ``/sim/vnpay/`` or serve it alone. Routes, relative to its root:
+to start with). Mount it under ``/sim/vnpay/`` or serve it alone. The fault knobs, payer
+machinery, control routes and statement come from ``banks.simulation``; this module holds
+VNPay's protocol only. Routes, relative to its root:
 
 - ``GET  /paymentv2/vpcpay.html`` the pay page; checks the merchant's hash like the gateway
   (error page with code 02 unknown merchant, 03 bad data, 97 bad signature, 01 order exists);
 - ``POST /paymentv2/pay`` the pay page's form (``vnp_TxnRef``, ``outcome``): plays the
   payer, sends the IPN, then redirects the browser to ``vnp_ReturnUrl`` with signed results;
-- ``POST /merchant_webapi/api/transaction`` querydr and refund (91 not found, 93 bad refund
-  amount, 94 duplicate ``vnp_RequestId``, 95 not refundable, 97 bad checksum);
-- ``POST /_sim/pay`` ``{"reference": vnp_TxnRef | payment_url, "outcome": ..., "amount":
-  VND, "delay_seconds": for "late", "faults": knobs for this payer only}``; outcomes:
-  ``success``, ``insufficient_funds`` (51), ``cancel`` (24), ``timeout`` (11),
-  ``fraud_suspected`` (07/07, debited), ``pay_twice`` (two successful transactions),
-  ``late`` (success after ``delay_seconds``, in the background, answers 202) and
-  ``abandon`` (opens the page, never pays). A bare ``vnp_TxnRef`` must belong to an order
-  the simulator has seen (404 otherwise); a payment_url registers the order. ``amount``
-  makes the gateway report another amount (signed correctly). Answers what it did, with
-  the hub's ``RspCode`` answers;
-- ``PUT /_sim/faults`` replaces all knobs (omitted ones return to their defaults),
-  ``GET /_sim/faults`` shows them;
-- ``GET /_sim/statement?date=YYYY-MM-DD`` the CSV of that Asia/Ho_Chi_Minh business day
-  (format in ``banks.vnpay.connector``): successful payments only;
-- ``GET /_sim/confirmations`` every IPN delivery attempt so far, for tests and the demo.
-
-Fault knobs (fractions are probabilities in [0, 1], ``true``/``false`` count as 1/0):
-
-==========================  =======  =============================================================
-knob                        default  effect
-==========================  =======  =============================================================
-``latency_ms``              0        merchant-API delay: milliseconds, or ``[min, max]`` uniform
-``error_rate``              0        fraction of merchant-API requests answered HTTP 503
-``timeout_rate``            0        fraction of merchant-API requests that hang ``hang_seconds``
-``hang_seconds``            30       how long a hung request hangs (at most 60; ends on shutdown)
-``reset_rate``              0        fraction of merchant-API connections dropped without answer
-``lose_confirmation``       0        fraction of IPNs never sent (nor retried)
-``duplicate_confirmation``  0        extra copies of every IPN
-``concurrent_duplicates``   false    send an IPN and its copies at the same time
-``tamper_amount``           0        fraction of IPNs whose amount is raised after signing
-``bad_signature``           0        fraction of IPNs signed with a wrong secret
-``ipn_retries``             10       resends of an IPN not answered 00/02, in the background
-``ipn_retry_seconds``       300      spacing of those resends
-``ipn_timeout_seconds``     15       how long the gateway waits for the hub's IPN answer
-``enforce_expiry``          false    payments after ``vnp_ExpireDate`` fail with code 11
-==========================  =======  =============================================================
-
-Pay dates and the statement's business day come from the injectable clock; delays are real
-time, so tests set them small.
+- ``POST /merchant_webapi/api/transaction`` querydr (answer signed over 15 fields) and
+  refund (13 fields): 91 not found, 93 bad refund amount, 94 duplicate ``vnp_RequestId``,
+  95 not refundable, 97 bad checksum;
+- the control routes of ``banks.simulation.control``. ``POST /_sim/pay`` takes a
+  ``vnp_TxnRef`` or a payment_url. VNPay learns an order only from its pay URL, so a bare
+  ``vnp_TxnRef`` must belong to an order the gateway has seen (through its URL or its pay
+  page), 404 otherwise. Outcomes: ``success``, ``insufficient_funds`` (51), ``cancel``
+  (24), ``timeout`` (11), ``fraud_suspected`` (07/07, debited), ``pay_twice`` (two
+  successful transactions), ``declined_then_paid`` (51, then a success), ``late`` and
+  ``abandon``. ``amount`` makes the gateway report another amount (signed correctly).
+  The statement holds settled payments only, in the format of ``banks.vnpay.connector``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import html
-import io
 import json
-import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import aiohttp
 from aiohttp import web
-from yarl import URL
 
+from banks.simulation import (
+    Faults,
+    OrderRejected,
+    Outgoing,
+    PendingConfirmation,
+    Settlement,
+    SimulatedBank,
+    StatementFile,
+    UnknownReference,
+    daily_csv,
+    pages,
+    simulator_app,
+)
 from banks.vnpay import wire
-from payhub.domain.clock import Clock, system_clock, to_vietnam
+from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
 
 STATEMENT_HEADER = ("vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee")
-MAX_HANG_SECONDS = 60.0
 TAMPER_DELTA = 1_000
 """VND added to a tampered IPN's amount."""
 
-# outcome -> (vnp_ResponseCode, vnp_TransactionStatus)
-OUTCOMES: dict[str, tuple[str, str]] = {
-    "success": ("00", "00"),
-    "insufficient_funds": ("51", "02"),
-    "cancel": ("24", "02"),
-    "timeout": ("11", "02"),
-    "fraud_suspected": ("07", "07"),
-    "pay_twice": ("00", "00"),
+# outcome -> the attempts it makes, each (vnp_ResponseCode, vnp_TransactionStatus)
+OUTCOMES: dict[str, tuple[tuple[str, str], ...]] = {
+    "success": (("00", "00"),),
+    "insufficient_funds": (("51", "02"),),
+    "cancel": (("24", "02"),),
+    "timeout": (("11", "02"),),
+    "fraud_suspected": (("07", "07"),),
+    "pay_twice": (("00", "00"), ("00", "00")),
+    "declined_then_paid": (("51", "02"), ("00", "00")),
 }
-CONTROL_OUTCOMES = (*OUTCOMES, "late", "abandon")
-PAGE_OUTCOMES = ("success", "insufficient_funds", "cancel")
+PAGE_OUTCOMES = (
+    ("success", "Pay"),
+    ("insufficient_funds", "Pay (insufficient funds)"),
+    ("cancel", "Cancel"),
+)
 _DEBITED = frozenset({"00", "07"})
 _PAY_REQUIRED = (
     "vnp_Version",
@@ -105,107 +87,7 @@ _PAY_REQUIRED = (
     "vnp_CreateDate",
     "vnp_ExpireDate",
 )
-
-
-@dataclass(frozen=True)
-class Faults:
-    """The fault knobs; see the module docstring."""
-
-    latency_ms: tuple[int, int] = (0, 0)
-    error_rate: float = 0.0
-    timeout_rate: float = 0.0
-    hang_seconds: float = 30.0
-    reset_rate: float = 0.0
-    lose_confirmation: float = 0.0
-    duplicate_confirmation: int = 0
-    concurrent_duplicates: bool = False
-    tamper_amount: float = 0.0
-    bad_signature: float = 0.0
-    ipn_retries: int = 10
-    ipn_retry_seconds: float = 300.0
-    ipn_timeout_seconds: float = 15.0
-    enforce_expiry: bool = False
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], base: Faults | None = None) -> Faults:
-        """Knobs from JSON over ``base`` (defaults when ``None``); ``ValueError`` names the bad."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown fault knobs {unknown}; known: {sorted(known)}")
-        changes: dict[str, Any] = {}
-        for name, value in data.items():
-            changes[name] = _KNOB_READERS[name](name, value)
-        return replace(base or cls(), **changes)
-
-    def to_json(self) -> dict[str, Any]:
-        shown = asdict(self)
-        low, high = self.latency_ms
-        shown["latency_ms"] = low if low == high else [low, high]
-        return shown
-
-
-def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a fraction between 0 and 1")
-    return float(value)
-
-
-def _count(limit: int) -> Callable[[str, Any], int]:
-    def read(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-            raise ValueError(f"{name} must be a whole number from 0 to {limit}")
-        return value
-
-    return read
-
-
-def _seconds(limit: float) -> Callable[[str, Any], float]:
-    def read(name: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name} must be a number of seconds")
-        if not 0 <= value <= limit:
-            raise ValueError(f"{name} must be between 0 and {limit} seconds")
-        return float(value)
-
-    return read
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false")
-    return value
-
-
-def _latency(name: str, value: Any) -> tuple[int, int]:
-    read = _count(60_000)
-    if isinstance(value, list) and len(value) == 2:
-        low, high = read(name, value[0]), read(name, value[1])
-        if low > high:
-            raise ValueError(f"{name} must be [min, max] with min <= max")
-        return low, high
-    fixed = read(name, value)
-    return fixed, fixed
-
-
-_KNOB_READERS: dict[str, Callable[[str, Any], Any]] = {
-    "latency_ms": _latency,
-    "error_rate": _fraction,
-    "timeout_rate": _fraction,
-    "hang_seconds": _seconds(MAX_HANG_SECONDS),
-    "reset_rate": _fraction,
-    "lose_confirmation": _fraction,
-    "duplicate_confirmation": _count(100),
-    "concurrent_duplicates": _flag,
-    "tamper_amount": _fraction,
-    "bad_signature": _fraction,
-    "ipn_retries": _count(100),
-    "ipn_retry_seconds": _seconds(86_400),
-    "ipn_timeout_seconds": _seconds(60),
-    "enforce_expiry": _flag,
-}
+_ERROR_TITLE = "Giao dịch không hợp lệ"
 
 
 @dataclass
@@ -257,72 +139,24 @@ class Order:
         return payment.amount - sum(r.amount for r in self.refunds)
 
 
-class OrderRejected(Exception):
-    """The gateway refuses a pay URL; ``code`` is what its error page shows."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class Gateway:
+class Gateway(SimulatedBank[Order]):
     """The gateway's memory and the merchant account it serves."""
 
-    def __init__(
-        self,
-        *,
-        tmn_code: str,
-        hash_secret: str,
-        notify_url: str,
-        clock: Clock,
-        rng: random.Random,
-        faults: Faults,
-        fee_basis_points: int,
-    ) -> None:
+    outcomes = tuple(OUTCOMES)
+
+    def __init__(self, *, tmn_code: str, hash_secret: str, **common: Any) -> None:
+        super().__init__(**common)
         self.tmn_code = tmn_code
         self.hash_secret = hash_secret
-        self.notify_url = notify_url
-        self.clock = clock
-        self.rng = rng
-        self.faults = faults
-        self.fee_basis_points = fee_basis_points
         self.orders: dict[str, Order] = {}
         self.request_ids: set[tuple[str, str]] = set()
-        self.confirmations: list[dict[str, Any]] = []
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.closing = asyncio.Event()
         self._last_transaction_no = 14_000_000
-
-    def roll(self, fraction: float) -> bool:
-        return fraction > 0 and self.rng.random() < fraction
 
     def next_transaction_no(self) -> str:
         self._last_transaction_no += 1
         return str(self._last_transaction_no)
 
-    async def pause(self, seconds: float) -> bool:
-        """Sleep, but wake at once when the app shuts down; ``True`` when it did."""
-        if self.closing.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.closing.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run in the background, owned by the app so that cleanup can cancel it."""
-        task = asyncio.create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        self.closing.set()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    # --- orders ---------------------------------------------------------------------
 
     def register(self, params: Mapping[str, str]) -> Order:
         """Learn an order from its pay URL, checking it as the real gateway does."""
@@ -357,17 +191,32 @@ class Gateway:
             known = self.orders[signed["vnp_TxnRef"]] = Order(params=signed, amount=amount)
         return known
 
+    def resolve(self, reference: str) -> Order:
+        if "?" in reference:
+            return self.register(dict(parse_qsl(urlsplit(reference).query, keep_blank_values=True)))
+        found = self.orders.get(reference)
+        if found is None:
+            raise UnknownReference(
+                f"VNPay has not seen order {reference!r}: it learns an order from its "
+                "payment_url; pass that, or open the pay page first"
+            )
+        return found
+
+    def order_reference(self, order: Order) -> str:
+        return order.txn_ref
+
     def pay(self, order: Order, outcome: str, amount: int | None) -> list[Payment]:
         """Record what the payer did; a second success is refused unless asked for."""
-        if outcome in ("success", "pay_twice") and order.settled_payment is not None:
+        attempts = OUTCOMES[outcome]
+        if any(a == ("00", "00") for a in attempts) and order.settled_payment is not None:
             raise OrderRejected("02", "Order already paid")
-        response_code, transaction_status = OUTCOMES[outcome]
         now = self.clock()
-        if self.faults.enforce_expiry and now > wire.parse_date(order.params["vnp_ExpireDate"]):
-            response_code, transaction_status = "11", "02"
+        expired = now > wire.parse_date(order.params["vnp_ExpireDate"])
         bank_code = order.params.get("vnp_BankCode") or "NCB"
         made = []
-        for _ in range(2 if outcome == "pay_twice" else 1):
+        for response_code, transaction_status in attempts:
+            if self.faults.enforce_expiry and expired:
+                response_code, transaction_status = "11", "02"
             debited = response_code in _DEBITED
             payment = Payment(
                 transaction_no=self.next_transaction_no() if debited else "0",
@@ -380,6 +229,31 @@ class Gateway:
             order.payments.append(payment)
             made.append(payment)
         return made
+
+    async def play(
+        self, order: Order, outcome: str, amount: int | None, faults: Faults
+    ) -> dict[str, Any]:
+        """The payer acts, then the gateway confirms each resulting payment to the hub."""
+        report: dict[str, Any] = {"reference": order.txn_ref, "outcome": outcome}
+        if outcome == "abandon":
+            return report | {"payments": [], "confirmations": []}
+        payments = self.pay(order, outcome, amount)
+        report["payments"] = [
+            {
+                "vnp_TransactionNo": p.transaction_no,
+                "vnp_ResponseCode": p.response_code,
+                "vnp_TransactionStatus": p.transaction_status,
+                "amount": p.amount,
+                "vnp_PayDate": wire.format_date(p.paid_at),
+            }
+            for p in payments
+        ]
+        pending = [self._ipn(self.result_params(order, p)) for p in payments]
+        report["confirmations"] = await self.deliver(pending, faults)
+        report["return_url"] = self.return_url(order, payments[-1])
+        return report
+
+    # --- IPNs and return URLs -------------------------------------------------------
 
     def result_params(self, order: Order, payment: Payment) -> dict[str, str]:
         """The unsigned IPN / return-URL parameters for one payment."""
@@ -399,17 +273,48 @@ class Gateway:
             params["vnp_BankTranNo"] = f"VNP{payment.transaction_no}"
         return params
 
+    def _ipn(self, params: dict[str, str]) -> PendingConfirmation:
+        def build(forged: bool, tampered: bool) -> Outgoing:
+            secret = f"not-{self.hash_secret}" if forged else self.hash_secret
+            signed = dict(params)
+            digest = wire.sign_query(params, secret)
+            if tampered:
+                raised = wire.decode_amount(params["vnp_Amount"]) + TAMPER_DELTA
+                signed["vnp_Amount"] = wire.encode_amount(raised)
+            # VNPay sends the params sorted, the hash last.
+            query = urlencode([*sorted(signed.items()), (wire.HASH_PARAM, digest)])
+            separator = "&" if "?" in self.notify_url else "?"
+            return Outgoing("GET", f"{self.notify_url}{separator}{query}")
+
+        return PendingConfirmation(params["vnp_TxnRef"], build)
+
+    def read_answer(self, status: int, body: bytes) -> dict[str, Any]:
+        answer: dict[str, Any] = {"http_status": status}
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return answer
+        if isinstance(data, dict):
+            answer.update(RspCode=data.get("RspCode"), Message=data.get("Message"))
+        return answer
+
+    def accepted(self, answer: Mapping[str, Any]) -> bool:
+        return answer.get("RspCode") in wire.IPN_FINAL_ANSWERS
+
     def return_url(self, order: Order, payment: Payment) -> str:
         base = order.params["vnp_ReturnUrl"]
         separator = "&" if "?" in base else "?"
         query = wire.signed_query(self.result_params(order, payment), self.hash_secret)
         return f"{base}{separator}{query}"
 
+    # --- merchant API ---------------------------------------------------------------
+
     def api_answer(
         self, command: str, code: str, order: Order | None = None, **values: str
     ) -> dict[str, str]:
         """A signed merchant-API answer; fields the answer does not carry are empty."""
-        answer = dict.fromkeys(wire.RESPONSE_FIELDS, "")
+        signed_fields = wire.response_fields(command)
+        answer = dict.fromkeys(signed_fields, "")
         answer.update(
             vnp_ResponseId=uuid.uuid4().hex,
             vnp_Command=command,
@@ -420,38 +325,31 @@ class Gateway:
         if order is not None:
             answer.update(vnp_TxnRef=order.txn_ref, vnp_OrderInfo=order.params["vnp_OrderInfo"])
         answer.update(values)
-        answer[wire.HASH_PARAM] = wire.sign_fields(answer, wire.RESPONSE_FIELDS, self.hash_secret)
+        answer[wire.HASH_PARAM] = wire.sign_fields(answer, signed_fields, self.hash_secret)
         return answer
 
-    def statement(self, day: date) -> str:
-        """The day's settled payments, in pay-time order, as the statement CSV."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(STATEMENT_HEADER)
-        settled = [
-            (payment, order)
+    def statement(self, day: date) -> StatementFile:
+        settlements = (
+            Settlement(
+                transaction_id=payment.transaction_no,
+                reference=order.txn_ref,
+                amount=payment.amount,
+                status=payment.transaction_status,
+                at=payment.paid_at,
+                fee=self.fee(payment.amount),
+            )
             for order in self.orders.values()
             for payment in order.payments
-            if payment.settled and to_vietnam(payment.paid_at).date() == day
-        ]
-        settled.sort(key=lambda item: (item[0].paid_at, item[0].transaction_no))
-        for payment, order in settled:
-            fee = payment.amount * self.fee_basis_points // 10_000
-            writer.writerow(
-                (
-                    payment.transaction_no,
-                    order.txn_ref,
-                    payment.amount,
-                    payment.transaction_status,
-                    wire.format_date(payment.paid_at),
-                    fee,
-                )
-            )
-        return out.getvalue()
+            if payment.settled
+        )
+        return StatementFile(
+            text=daily_csv(STATEMENT_HEADER, settlements, day),
+            content_type="text/csv",
+            filename=f"vnpay-{day:%Y%m%d}.csv",
+        )
 
 
 GATEWAY = web.AppKey("vnpay_gateway", Gateway)
-HTTP = web.AppKey("vnpay_gateway_http", aiohttp.ClientSession)
 
 
 def create_simulator(
@@ -471,39 +369,21 @@ def create_simulator(
         faults = Faults.from_json(options.get("faults", {}))
     except ValueError as exc:
         raise ConfigError(f"VNPay simulator faults: {exc}") from exc
-    app = web.Application()
-    app[GATEWAY] = Gateway(
+    gateway = Gateway(
         tmn_code=tmn_code,
         hash_secret=hash_secret,
         notify_url=notify_url,
         clock=clock or system_clock,
-        rng=random.Random(options.get("seed")),
+        seed=options.get("seed"),
         faults=faults,
         fee_basis_points=fee,
     )
-    app.cleanup_ctx.append(_http_session)
-    app.on_shutdown.append(_wake_sleepers)
+    app = simulator_app(gateway)
+    app[GATEWAY] = gateway
     app.router.add_get(wire.PAY_PATH, pay_page)
     app.router.add_post("/paymentv2/pay", pay_form)
     app.router.add_post(wire.API_PATH, merchant_api)
-    app.router.add_post("/_sim/pay", control_pay)
-    app.router.add_get("/_sim/faults", get_faults)
-    app.router.add_put("/_sim/faults", put_faults)
-    app.router.add_get("/_sim/statement", statement)
-    app.router.add_get("/_sim/confirmations", confirmations)
     return app
-
-
-async def _http_session(app: web.Application) -> AsyncIterator[None]:
-    """The gateway's client for IPNs; background IPN tasks end before it closes."""
-    async with aiohttp.ClientSession() as session:
-        app[HTTP] = session
-        yield
-        await app[GATEWAY].stop()
-
-
-async def _wake_sleepers(app: web.Application) -> None:
-    app[GATEWAY].closing.set()
 
 
 # --- the payer's side ---------------------------------------------------------------
@@ -514,196 +394,46 @@ async def pay_page(request: web.Request) -> web.Response:
     try:
         order = gateway.register(dict(request.query))
     except OrderRejected as exc:
-        return _page("Giao dịch không hợp lệ", _error_html(exc), status=400)
+        return pages.page(_ERROR_TITLE, pages.error(exc.code, exc.message), status=400)
     p = order.params
     rows = [
         ("Merchant", p["vnp_TmnCode"]),
         ("Order", p["vnp_TxnRef"]),
         ("Description", p["vnp_OrderInfo"]),
-        ("Amount", f"{order.amount:,} VND".replace(",", ".")),
-        ("Pay before", p["vnp_ExpireDate"]),
+        ("Amount", pages.vnd(order.amount)),
+        ("Pay before", pages.deadline(wire.parse_date(p["vnp_ExpireDate"]))),
     ]
-    table = "".join(
-        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
-        for name, value in rows
+    body = pages.details(rows) + pages.outcome_form(
+        "pay", {"vnp_TxnRef": order.txn_ref}, PAGE_OUTCOMES
     )
-    buttons = "".join(
-        f'<button type="submit" name="outcome" value="{html.escape(outcome)}">'
-        f"{html.escape(label)}</button>"
-        for outcome, label in (
-            ("success", "Pay"),
-            ("insufficient_funds", "Pay (insufficient funds)"),
-            ("cancel", "Cancel"),
-        )
-    )
-    body = (
-        f"<table>{table}</table>"
-        # Relative action: the page may be mounted under any prefix.
-        f'<form method="post" action="pay">'
-        f'<input type="hidden" name="vnp_TxnRef" value="{html.escape(order.txn_ref)}">'
-        f"{buttons}</form>"
-    )
-    return _page("VNPay sandbox (simulator)", body)
+    return pages.page("VNPay sandbox (simulator)", body)
 
 
 async def pay_form(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     form = await request.post()
     txn_ref, outcome = form.get("vnp_TxnRef"), form.get("outcome")
-    if not isinstance(txn_ref, str) or not isinstance(outcome, str) or outcome not in PAGE_OUTCOMES:
-        return _page("Giao dịch không hợp lệ", "<p>Bad form.</p>", status=400)
+    if not isinstance(txn_ref, str) or outcome not in dict(PAGE_OUTCOMES):
+        return pages.page(_ERROR_TITLE, "<p>Bad form.</p>", status=400)
     order = gateway.orders.get(txn_ref)
     if order is None:
-        return _page("Giao dịch không hợp lệ", "<p>Order not found.</p>", status=404)
+        return pages.page(_ERROR_TITLE, "<p>Order not found.</p>", status=404)
     try:
-        report = await _play(request.app, order, outcome, None, gateway.faults)
+        report = await gateway.play(order, str(outcome), None, gateway.faults)
     except OrderRejected as exc:
-        return _page("Giao dịch không hợp lệ", _error_html(exc), status=409)
+        return pages.page(_ERROR_TITLE, pages.error(exc.code, exc.message), status=409)
     raise web.HTTPSeeOther(report["return_url"])
-
-
-def _error_html(exc: OrderRejected) -> str:
-    return f"<p>Code {html.escape(exc.code)}: {html.escape(exc.message)}</p>"
-
-
-def _page(title: str, body: str, *, status: int = 200) -> web.Response:
-    text = (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return web.Response(text=text, status=status, content_type="text/html")
-
-
-async def _play(
-    app: web.Application, order: Order, outcome: str, amount: int | None, faults: Faults
-) -> dict[str, Any]:
-    """The payer acts, then the gateway confirms each resulting payment to the hub."""
-    gateway = app[GATEWAY]
-    report: dict[str, Any] = {"reference": order.txn_ref, "outcome": outcome}
-    if outcome == "abandon":
-        return report | {"payments": [], "confirmations": []}
-    payments = gateway.pay(order, outcome, amount)
-    report["payments"] = [
-        {
-            "vnp_TransactionNo": p.transaction_no,
-            "vnp_ResponseCode": p.response_code,
-            "vnp_TransactionStatus": p.transaction_status,
-            "amount": p.amount,
-            "vnp_PayDate": wire.format_date(p.paid_at),
-        }
-        for p in payments
-    ]
-    report["confirmations"] = [
-        await _confirm(app, gateway.result_params(order, p), faults) for p in payments
-    ]
-    report["return_url"] = gateway.return_url(order, payments[-1])
-    return report
-
-
-async def _confirm(app: web.Application, params: dict[str, str], faults: Faults) -> dict[str, Any]:
-    """Send one IPN (and its copies) with the faults rolled; schedule resends if unanswered."""
-    gateway = app[GATEWAY]
-    entry: dict[str, Any] = {"reference": params["vnp_TxnRef"], "attempt": 0}
-    if gateway.roll(faults.lose_confirmation):
-        entry |= {"lost": True, "answers": []}
-        gateway.confirmations.append(entry)
-        return entry
-    bad_signature = gateway.roll(faults.bad_signature)
-    secret = f"not-{gateway.hash_secret}" if bad_signature else gateway.hash_secret
-    signed = dict(params)
-    signed[wire.HASH_PARAM] = wire.sign_query(params, secret)
-    tampered = gateway.roll(faults.tamper_amount)
-    if tampered:
-        tampered_amount = wire.decode_amount(params["vnp_Amount"]) + TAMPER_DELTA
-        signed["vnp_Amount"] = wire.encode_amount(tampered_amount)
-    separator = "&" if "?" in gateway.notify_url else "?"
-    # VNPay sends the params sorted, the hash last.
-    ordered = sorted((k, v) for k, v in signed.items() if k != wire.HASH_PARAM)
-    query = urlencode([*ordered, (wire.HASH_PARAM, signed[wire.HASH_PARAM])])
-    url = f"{gateway.notify_url}{separator}{query}"
-    copies = 1 + faults.duplicate_confirmation
-    if faults.concurrent_duplicates:
-        answers = list(await asyncio.gather(*(_send_ipn(app, url, faults) for _ in range(copies))))
-    else:
-        answers = [await _send_ipn(app, url, faults) for _ in range(copies)]
-    done = any(answer.get("RspCode") in wire.IPN_FINAL_ANSWERS for answer in answers)
-    retry = not done and faults.ipn_retries > 0
-    entry |= {
-        "lost": False,
-        "bad_signature": bad_signature,
-        "tampered": tampered,
-        "answers": answers,
-        "retry_scheduled": retry,
-    }
-    gateway.confirmations.append(entry)
-    if retry:
-        gateway.spawn(_resend_ipn(app, url, params["vnp_TxnRef"], faults))
-    return entry
-
-
-async def _send_ipn(app: web.Application, url: str, faults: Faults) -> dict[str, Any]:
-    """One server-to-server GET; what the hub answered, or why it did not."""
-    timeout = aiohttp.ClientTimeout(total=faults.ipn_timeout_seconds)
-    try:
-        async with app[HTTP].get(URL(url, encoded=True), timeout=timeout) as response:
-            text = await response.text()
-            status = response.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return {"error": type(exc).__name__}
-    answer: dict[str, Any] = {"http_status": status}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return answer
-    if isinstance(data, dict):
-        answer.update(RspCode=data.get("RspCode"), Message=data.get("Message"))
-    return answer
-
-
-async def _resend_ipn(app: web.Application, url: str, reference: str, faults: Faults) -> None:
-    """VNPay's retry schedule: resend until answered 00/02 or the retries run out."""
-    gateway = app[GATEWAY]
-    for attempt in range(1, faults.ipn_retries + 1):
-        if await gateway.pause(faults.ipn_retry_seconds):
-            return
-        answer = await _send_ipn(app, url, faults)
-        gateway.confirmations.append(
-            {"reference": reference, "attempt": attempt, "lost": False, "answers": [answer]}
-        )
-        if answer.get("RspCode") in wire.IPN_FINAL_ANSWERS:
-            return
-
-
-async def _pay_later(
-    app: web.Application, order: Order, delay: float, amount: int | None, faults: Faults
-) -> None:
-    if await app[GATEWAY].pause(delay):
-        return
-    try:
-        await _play(app, order, "success", amount, faults)
-    except OrderRejected:
-        return
 
 
 # --- the merchant API ---------------------------------------------------------------
 
 
-async def merchant_api(request: web.Request) -> web.Response:
+async def merchant_api(request: web.Request) -> web.StreamResponse:
     """querydr and refund, behind the API faults."""
     gateway = request.app[GATEWAY]
-    faults = gateway.faults
-    low, high = faults.latency_ms
-    if high and await gateway.pause(gateway.rng.randint(low, high) / 1000):
-        return web.Response(status=503)
-    if gateway.roll(faults.reset_rate) and request.transport is not None:
-        request.transport.abort()
-        return web.Response(status=503)
-    if gateway.roll(faults.error_rate):
-        return web.json_response({"error": "service unavailable"}, status=503)
-    if gateway.roll(faults.timeout_rate):
-        await gateway.pause(faults.hang_seconds)
-        return web.Response(status=503)
+    failed = await gateway.api_fault(request)
+    if failed is not None:
+        return failed
     try:
         body = await request.json()
     except ValueError:
@@ -712,7 +442,7 @@ async def merchant_api(request: web.Request) -> web.Response:
         return web.json_response(gateway.api_answer("", "03"))
     command = body.get("vnp_Command")
     signed_fields = wire.REQUEST_FIELDS.get(command) if isinstance(command, str) else None
-    if command is None or signed_fields is None:
+    if not isinstance(command, str) or signed_fields is None:
         return web.json_response(gateway.api_answer(str(command or ""), "03"))
     if body.get("vnp_TmnCode") != gateway.tmn_code:
         return web.json_response(gateway.api_answer(command, "02"))
@@ -795,94 +525,3 @@ def _refund(gateway: Gateway, order: Order, body: Mapping[str, Any]) -> dict[str
         vnp_TransactionType=transaction_type,
         vnp_TransactionStatus="00",
     )
-
-
-# --- simulator control --------------------------------------------------------------
-
-
-def _problem(message: str, status: int = 400, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-async def control_pay(request: web.Request) -> web.Response:
-    app = request.app
-    gateway = app[GATEWAY]
-    try:
-        body = await request.json()
-    except ValueError:
-        return _problem("body must be JSON")
-    if not isinstance(body, dict):
-        return _problem("body must be a JSON object")
-    reference, outcome = body.get("reference"), body.get("outcome", "success")
-    if not isinstance(reference, str) or not reference:
-        return _problem("reference must be a vnp_TxnRef or a payment_url")
-    if outcome not in CONTROL_OUTCOMES:
-        return _problem(f"outcome must be one of {list(CONTROL_OUTCOMES)}")
-    amount = body.get("amount")
-    if amount is not None and (
-        isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0
-    ):
-        return _problem("amount must be a positive whole number of VND")
-    try:
-        faults = Faults.from_json(body.get("faults") or {}, base=gateway.faults)
-    except (ValueError, TypeError) as exc:
-        return _problem(str(exc))
-    if "?" in reference:
-        params = dict(parse_qsl(urlsplit(reference).query, keep_blank_values=True))
-        try:
-            order = gateway.register(params)
-        except OrderRejected as exc:
-            return _problem(exc.message, code=exc.code)
-    else:
-        found = gateway.orders.get(reference)
-        if found is None:
-            return _problem(f"no order {reference!r}; pass the payment_url", status=404)
-        order = found
-    if outcome == "late":
-        delay = body.get("delay_seconds", 1)
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
-            return _problem("delay_seconds must be between 0 and 3600")
-        gateway.spawn(_pay_later(app, order, float(delay), amount, faults))
-        return web.json_response(
-            {"reference": order.txn_ref, "outcome": "late", "delay_seconds": delay}, status=202
-        )
-    try:
-        report = await _play(app, order, outcome, amount, faults)
-    except OrderRejected as exc:
-        return _problem(exc.message, status=409, code=exc.code)
-    return web.json_response(report)
-
-
-async def get_faults(request: web.Request) -> web.Response:
-    return web.json_response(request.app[GATEWAY].faults.to_json())
-
-
-async def put_faults(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    try:
-        body = await request.json()
-    except ValueError:
-        return _problem("body must be JSON")
-    if not isinstance(body, dict):
-        return _problem("body must be a JSON object of fault knobs")
-    try:
-        gateway.faults = Faults.from_json(body)
-    except ValueError as exc:
-        return _problem(str(exc))
-    return web.json_response(gateway.faults.to_json())
-
-
-async def statement(request: web.Request) -> web.Response:
-    try:
-        day = date.fromisoformat(request.query.get("date", ""))
-    except ValueError:
-        return _problem("date must be YYYY-MM-DD")
-    return web.Response(
-        text=request.app[GATEWAY].statement(day),
-        content_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="vnpay-{day:%Y%m%d}.csv"'},
-    )
-
-
-async def confirmations(request: web.Request) -> web.Response:
-    return web.json_response(request.app[GATEWAY].confirmations)

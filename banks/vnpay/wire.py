@@ -9,7 +9,9 @@ Two signing schemes coexist in VNPay:
 - *query signing* (pay URL, IPN, return URL): every ``vnp_*`` parameter except the hash,
   sorted by name, ``quote_plus``-encoded, joined as a query string, HMAC-SHA512 in hex;
 - *pipe signing* (querydr / refund requests and their responses): the values of a fixed
-  list of fields joined with ``|``, HMAC-SHA512 in hex.
+  list of fields joined with ``|``, HMAC-SHA512 in hex. The querydr answer is signed over
+  15 fields (``…|OrderInfo|PromotionCode|PromotionAmount``), the refund answer over 13;
+  an absent field counts as an empty string, as in the npm ``vnpay`` library.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ REFUND_FIELDS: tuple[str, ...] = (
     "vnp_IpAddr",
     "vnp_OrderInfo",
 )
-RESPONSE_FIELDS: tuple[str, ...] = (
+REFUND_RESPONSE_FIELDS: tuple[str, ...] = (
     "vnp_ResponseId",
     "vnp_Command",
     "vnp_ResponseCode",
@@ -78,7 +80,23 @@ RESPONSE_FIELDS: tuple[str, ...] = (
     "vnp_TransactionStatus",
     "vnp_OrderInfo",
 )
+QUERYDR_RESPONSE_FIELDS: tuple[str, ...] = (
+    *REFUND_RESPONSE_FIELDS,
+    "vnp_PromotionCode",
+    "vnp_PromotionAmount",
+)
+"""The querydr answer is signed over the refund answer's 13 fields plus the promotion two."""
 REQUEST_FIELDS: dict[str, tuple[str, ...]] = {"querydr": QUERYDR_FIELDS, "refund": REFUND_FIELDS}
+RESPONSE_FIELDS: dict[str, tuple[str, ...]] = {
+    "querydr": QUERYDR_RESPONSE_FIELDS,
+    "refund": REFUND_RESPONSE_FIELDS,
+}
+
+
+def response_fields(command: str) -> tuple[str, ...]:
+    """The fields an answer to ``command`` is signed over (13 for anything but querydr)."""
+    return RESPONSE_FIELDS.get(command, REFUND_RESPONSE_FIELDS)
+
 
 # vnp_ResponseCode of a payment (IPN, return URL).
 RESPONSE_CODES: dict[str, str] = {

@@ -493,7 +493,7 @@ async def test_api_refuses_bad_checksum_and_replayed_request_id(
     async def call(body: dict[str, str]) -> str:
         async with http.post(url, json=body) as response:
             answer = await response.json()
-        assert wire.verify_fields(answer, wire.RESPONSE_FIELDS, SECRET)
+        assert wire.verify_fields(answer, wire.QUERYDR_RESPONSE_FIELDS, SECRET)
         code: str = answer["vnp_ResponseCode"]
         return code
 

@@ -229,16 +229,23 @@ def test_refund_and_response_fields_follow_banks_md() -> None:
         "RequestId|Version|Command|TmnCode|TransactionType|TxnRef|Amount|TransactionNo"
         "|TransactionDate|CreateBy|CreateDate|IpAddr|OrderInfo"
     )
-    assert "|".join(f.removeprefix("vnp_") for f in wire.RESPONSE_FIELDS) == (
+    assert "|".join(f.removeprefix("vnp_") for f in wire.REFUND_RESPONSE_FIELDS) == (
         "ResponseId|Command|ResponseCode|Message|TmnCode|TxnRef|Amount|BankCode|PayDate"
         "|TransactionNo|TransactionType|TransactionStatus|OrderInfo"
     )
+    assert "|".join(f.removeprefix("vnp_") for f in wire.QUERYDR_RESPONSE_FIELDS) == (
+        "ResponseId|Command|ResponseCode|Message|TmnCode|TxnRef|Amount|BankCode|PayDate"
+        "|TransactionNo|TransactionType|TransactionStatus|OrderInfo|PromotionCode|PromotionAmount"
+    )
+    assert wire.response_fields("querydr") == wire.QUERYDR_RESPONSE_FIELDS
+    assert wire.response_fields("refund") == wire.REFUND_RESPONSE_FIELDS
 
 
 def test_pipe_text_counts_missing_fields_as_empty() -> None:
     body = {"vnp_ResponseId": "x", "vnp_Amount": 100, "vnp_OrderInfo": None}
 
-    assert wire.pipe_text(body, wire.RESPONSE_FIELDS) == "x" + "|" * 6 + "100" + "|" * 6
+    assert wire.pipe_text(body, wire.REFUND_RESPONSE_FIELDS) == "x" + "|" * 6 + "100" + "|" * 6
+    assert wire.pipe_text(body, wire.QUERYDR_RESPONSE_FIELDS) == "x" + "|" * 6 + "100" + "|" * 8
 
 
 # --- amounts, dates, order info -----------------------------------------------------
