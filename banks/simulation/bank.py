@@ -101,10 +101,12 @@ class SimulatedBank(abc.ABC, Generic[OrderT]):
     # --- protocol hooks ----------------------------------------------------------------
 
     @abc.abstractmethod
-    def resolve(self, reference: str) -> OrderT:
+    def resolve(self, reference: str, amount: int | None) -> OrderT:
         """The order behind a bank reference, a payment URL or a QR payload.
 
-        Raises ``UnknownReference`` or ``OrderRejected``.
+        ``amount`` is what the payer says they pay, when they say it (a bank that learns
+        of orders only from the payer may need it). Raises ``UnknownReference`` or
+        ``OrderRejected``.
         """
 
     @abc.abstractmethod

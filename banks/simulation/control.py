@@ -105,7 +105,7 @@ async def control_pay(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:
         return problem(str(exc))
     try:
-        order = bank.resolve(reference.strip())
+        order = bank.resolve(reference.strip(), amount)
     except UnknownReference as exc:
         return problem(str(exc), status=404)
     except OrderRejected as exc:

@@ -18,20 +18,23 @@ VNPay's protocol only. Routes, relative to its root:
 - the control routes of ``banks.simulation.control``. ``POST /_sim/pay`` takes a
   ``vnp_TxnRef`` or a payment_url. VNPay learns an order only from its pay URL, so a bare
   ``vnp_TxnRef`` must belong to an order the gateway has seen (through its URL or its pay
-  page), 404 otherwise. Outcomes: ``success``, ``insufficient_funds`` (51), ``cancel``
-  (24), ``timeout`` (11), ``fraud_suspected`` (07/07, debited), ``pay_twice`` (two
-  successful transactions), ``declined_then_paid`` (51, then a success), ``late`` and
-  ``abandon``. ``amount`` makes the gateway report another amount (signed correctly).
+  page) or come with the ``amount`` paid (the gateway then records the order as if its
+  pay URL had been opened); 404 otherwise. Outcomes: ``success``,
+  ``insufficient_funds`` (51), ``cancel`` (24), ``timeout`` (11), ``fraud_suspected``
+  (07/07, debited), ``pay_twice`` (two successful transactions), ``declined_then_paid``
+  (51, then a success), ``late`` and ``abandon``. ``amount`` on a known order makes the
+  gateway report another amount (signed correctly).
   The statement holds settled payments only, in the format of ``banks.vnpay.connector``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -88,6 +91,7 @@ _PAY_REQUIRED = (
     "vnp_ExpireDate",
 )
 _ERROR_TITLE = "Giao dịch không hợp lệ"
+_TXN_REF = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 @dataclass
@@ -191,16 +195,40 @@ class Gateway(SimulatedBank[Order]):
             known = self.orders[signed["vnp_TxnRef"]] = Order(params=signed, amount=amount)
         return known
 
-    def resolve(self, reference: str) -> Order:
+    def resolve(self, reference: str, amount: int | None) -> Order:
+        """An order from its pay URL, or a ``vnp_TxnRef`` seen before or paid with ``amount``."""
         if "?" in reference:
             return self.register(dict(parse_qsl(urlsplit(reference).query, keep_blank_values=True)))
         found = self.orders.get(reference)
-        if found is None:
+        if found is not None:
+            return found
+        if amount is None or not _TXN_REF.fullmatch(reference):
             raise UnknownReference(
                 f"VNPay has not seen order {reference!r}: it learns an order from its "
-                "payment_url; pass that, or open the pay page first"
+                "payment_url; pass that, open the pay page first, or give the amount paid"
             )
-        return found
+        return self._order_by_reference(reference, amount)
+
+    def _order_by_reference(self, reference: str, amount: int) -> Order:
+        """The order a payer pays by its reference alone, as if its pay URL had been opened."""
+        now = self.clock()
+        params = {
+            "vnp_Version": wire.VERSION,
+            "vnp_Command": "pay",
+            "vnp_TmnCode": self.tmn_code,
+            "vnp_Amount": wire.encode_amount(amount),
+            "vnp_CurrCode": wire.CURRENCY,
+            "vnp_TxnRef": reference,
+            "vnp_OrderInfo": f"Thanh toan {reference}",
+            "vnp_OrderType": "other",
+            "vnp_Locale": "vn",
+            "vnp_ReturnUrl": "",
+            "vnp_IpAddr": "127.0.0.1",
+            "vnp_CreateDate": wire.format_date(now),
+            "vnp_ExpireDate": wire.format_date(now + timedelta(minutes=15)),
+        }
+        order = self.orders[reference] = Order(params=params, amount=amount)
+        return order
 
     def order_reference(self, order: Order) -> str:
         return order.txn_ref
@@ -301,8 +329,10 @@ class Gateway(SimulatedBank[Order]):
     def accepted(self, answer: Mapping[str, Any]) -> bool:
         return answer.get("RspCode") in wire.IPN_FINAL_ANSWERS
 
-    def return_url(self, order: Order, payment: Payment) -> str:
+    def return_url(self, order: Order, payment: Payment) -> str | None:
         base = order.params["vnp_ReturnUrl"]
+        if not base:
+            return None
         separator = "&" if "?" in base else "?"
         query = wire.signed_query(self.result_params(order, payment), self.hash_secret)
         return f"{base}{separator}{query}"
@@ -422,6 +452,8 @@ async def pay_form(request: web.Request) -> web.Response:
         report = await gateway.play(order, str(outcome), None, gateway.faults)
     except OrderRejected as exc:
         return pages.page(_ERROR_TITLE, pages.error(exc.code, exc.message), status=409)
+    if not report["return_url"]:
+        return pages.page("Giao dịch thành công", "<p>Payment recorded.</p>")
     raise web.HTTPSeeOther(report["return_url"])
 
 

@@ -1,0 +1,1 @@
+"""MoMo payment gateway v2 (wallet, server-to-server create): connector and simulator."""
