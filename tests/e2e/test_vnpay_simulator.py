@@ -791,3 +791,71 @@ async def test_simulator_mounted_under_a_prefix(
     assert merchant.outcomes == [ConfirmationOutcome.APPLIED]
     assert paid is not None
     assert paid.status is ConfirmationStatus.SUCCEEDED
+
+
+# --- issue 5 and 6 additions ---------------------------------------------------------
+
+
+async def test_bare_reference_with_the_amount_paid_is_confirmed(
+    connector: VnpayConnector, merchant: Merchant, bank: Bank
+) -> None:
+    merchant.orders["PH100"] = 30_000
+    await bank.pay(status=404, reference="PH100", outcome="success")
+
+    report = await bank.pay(reference="PH100", outcome="success", amount=30_000)
+
+    assert _rsp_codes(report) == [["00"]]
+    assert merchant.paid == {"PH100"}
+    assert report["return_url"] is None
+
+
+async def test_pay_page_shows_the_deadline_in_gmt7(
+    connector: VnpayConnector, merchant: Merchant, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    url = await _place(connector, merchant, clock, "PH101")
+
+    async with http.get(url) as response:
+        page = await response.text()
+
+    assert "28/11/2026 10:15:00 (GMT+7)" in page  # created 10:00 Hà Nội, 15 minutes to pay
+
+
+async def test_querydr_answer_is_signed_over_15_fields(
+    simulator: TestServer, http: aiohttp.ClientSession
+) -> None:
+    request = {
+        "vnp_RequestId": "req-15",
+        "vnp_Version": "2.1.0",
+        "vnp_Command": "querydr",
+        "vnp_TmnCode": TMN_CODE,
+        "vnp_TxnRef": "PH102",
+        "vnp_TransactionDate": "20261128100000",
+        "vnp_CreateDate": "20261128100100",
+        "vnp_IpAddr": "127.0.0.1",
+        "vnp_OrderInfo": "Truy van",
+    }
+    request["vnp_SecureHash"] = wire.sign_fields(request, wire.QUERYDR_FIELDS, SECRET)
+
+    async with http.post(simulator.make_url(wire.API_PATH), json=request) as response:
+        answer = await response.json()
+
+    assert answer["vnp_ResponseCode"] == "91"
+    assert wire.verify_fields(answer, wire.QUERYDR_RESPONSE_FIELDS, SECRET)
+    assert not wire.verify_fields(answer, wire.REFUND_RESPONSE_FIELDS, SECRET)
+
+
+async def test_reordered_confirmations_send_the_success_first(
+    connector: VnpayConnector, merchant: Merchant, clock: FakeClock, bank: Bank
+) -> None:
+    url = await _place(connector, merchant, clock, "PH103")
+
+    report = await bank.pay(
+        reference=url, outcome="declined_then_paid", faults={"reorder_confirmations": True}
+    )
+
+    assert [p["vnp_ResponseCode"] for p in report["payments"]] == ["51", "00"]
+    assert [c.status for c in merchant.confirmations] == [
+        ConfirmationStatus.SUCCEEDED,
+        ConfirmationStatus.FAILED,
+    ]
+    assert merchant.outcomes == [ConfirmationOutcome.APPLIED, ConfirmationOutcome.ALREADY_APPLIED]
