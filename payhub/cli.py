@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that fails with one line, as every payhub command does."""
 
     def error(self, message: str) -> Any:
-        self.exit(2, f"payhub: {message}\n")
+        self.exit(2, f"payhub: {message} (see {self.prog} --help)\n")
 
 
 def _port(text: str) -> int:
@@ -240,7 +241,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             callback=getattr(args, "callback", None),
             whsec=getattr(args, "whsec", None),
         )
-        print(f"added {command} {args.id} to {args.config}")
+        print(f"added {command} {args.id} to {args.config}; a running serve needs a restart")
         return 0
     if command == "serve":
         _configure_logging(level=_log_level())
@@ -289,8 +290,17 @@ def _init(args: argparse.Namespace) -> int:
     print(f"wrote {path} and its SQLite database {database}, migrated (revision {revision})")
     print(f"private keys in {folder}, to keep secret: {secret}")
     print(f"  ({folder / '.gitignore'} keeps them and the database out of git)")
-    print(f"start it with: payhub serve --config {path} --simulators")
+    print(f"start it with: {_program()} serve --config {path} --simulators")
     return 0
+
+
+def _program() -> str:
+    """``payhub`` as the user can type it: the path they used when it is not on the PATH."""
+    used = Path(sys.argv[0])
+    if used.name != "payhub":
+        return "payhub"
+    on_path = shutil.which("payhub")
+    return "payhub" if on_path and Path(on_path).resolve() == used.resolve() else str(used)
 
 
 def _serve(args: argparse.Namespace) -> int:

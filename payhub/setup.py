@@ -21,7 +21,7 @@ from tomlkit.exceptions import ParseError as TomlParseError
 from payhub.connectors.registry import available_protocols, connector_class
 from payhub.domain.clock import system_clock
 from payhub.errors import ConfigError
-from payhub.settings import load_settings, parse_settings
+from payhub.settings import load_settings, not_a_file, parse_settings
 
 DEFAULT_PORT = 8080
 GITIGNORE = """\
@@ -165,6 +165,8 @@ def add_principal(
         original = config.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file not found: {config}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(not_a_file(config)) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config}: {exc}") from exc
     try:

@@ -9,6 +9,7 @@ server really listens on, or payments stay pending with no word.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shlex
 import signal
@@ -129,7 +130,17 @@ async def pay_end_to_end(base: str, config: Path) -> dict[str, Any]:
 
 
 def test_init_then_serve_elsewhere_with_simulators_pays_end_to_end(tmp_path: Path) -> None:
-    config = init(tmp_path / "local", "--port", free_port())  # serve will listen elsewhere
+    installed = Path(sys.executable).with_name("payhub")  # not on the PATH, as after Quick start
+    done = subprocess.run(
+        [installed, "init", tmp_path / "local", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "local" / "payhub.toml"
+    assert f"start it with: {installed} serve --config {config} --simulators" in done.stdout
     written = load_settings(config).public_url
     port = free_port()
     with serving(config, "--port", port, "--simulators", log=tmp_path / "serve.err") as served:

@@ -276,7 +276,7 @@ def test_portal_add_with_a_public_key(config: Path, capsys: pytest.CaptureFixtur
         "--callback", callback,
     )  # fmt: skip
     assert (code, err) == (0, "")
-    assert "tinh-bn" in out
+    assert "tinh-bn" in out and "restart" in out
 
     portal = load_settings(config).portals["tinh-bn"]
     assert portal.callback_url == callback
@@ -659,6 +659,12 @@ def test_every_command_answers_help(
         (["audit", "verify", "--config", "{bad}"], "not valid TOML"),
         (["db", "upgrade", "--config", "{bad}"], "not valid TOML"),
         (["serve", "--config", "{bad}", "--port", "99999"], "--port"),
+        (["serve", "--config", "{folder}"], "is a folder; --config takes the file"),
+        (["db", "upgrade", "--config", "{folder}"], "e.g. {folder}/payhub.toml"),
+        (
+            ["portal", "add", "p", "--config", "{folder}", "--public-key", "k", "--callback", "u"],
+            "is a folder",
+        ),
         (["demo", "--payments", "many"], "--payments"),
         (["bench", "--requests", "0"], "at least 1"),
     ],
@@ -668,10 +674,26 @@ def test_bad_input_exits_with_one_line(
 ) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[hub]\ndatabase_url = \n")
-    paths = {"nowhere": tmp_path / "nowhere.toml", "bad": bad}
+    paths = {"nowhere": tmp_path / "nowhere.toml", "bad": bad, "folder": tmp_path}
     code, out, err = cli(capsys, *[arg.format(**paths) for arg in argv])
-    assert_one_line_error(code, err, fragment)
+    assert_one_line_error(code, err, fragment.format(**paths))
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        ([], "payhub"),
+        (["serve", "--config", "c", "--port", "http"], "payhub serve"),
+        (["portal", "add"], "payhub portal add"),
+    ],
+)
+def test_a_usage_error_points_at_the_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], where: str
+) -> None:
+    code, _, err = cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(code, err, f"(see {where} --help)")
 
 
 def test_simulate_names_an_unknown_bank(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
