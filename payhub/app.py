@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from importlib.metadata import entry_points
@@ -50,6 +51,41 @@ log = structlog.get_logger("payhub")
 def notify_url(settings: Settings, bank: str) -> str:
     """Where a bank posts its confirmations for ``bank``."""
     return f"{settings.public_url}/banks/{bank}/notify"
+
+
+def simulator_options(settings: Settings) -> dict[str, list[str]]:
+    """Each bank's options that point at a simulator under the hub's own public URL."""
+    prefix = f"{settings.public_url}/sim/"
+    return {
+        name: pointing
+        for name, bank in settings.banks.items()
+        if (
+            pointing := [
+                option
+                for option, value in bank.options.items()
+                if isinstance(value, str) and (value + "/").startswith(prefix)
+            ]
+        )
+    }
+
+
+def served_at(settings: Settings, listening_url: str) -> Settings:
+    """The settings of a hub that serves its own simulators at ``listening_url``.
+
+    ``payhub init`` writes one address into the public URL and into every bank's simulator
+    URL. Served with ``--simulators`` elsewhere (another ``--port`` or ``--host``), payers
+    would be sent, and the simulators' confirmations posted, to an address nobody answers,
+    and payments would stay pending with no word. So the public URL, and every bank option
+    under its ``/sim/``, follow the address the server really listens on.
+    """
+    listening_url = listening_url.rstrip("/")
+    old = settings.public_url
+    banks = dict(settings.banks)
+    for name, options in simulator_options(settings).items():
+        bank = settings.banks[name]
+        moved = {option: listening_url + bank.options[option][len(old) :] for option in options}
+        banks[name] = dataclasses.replace(bank, options={**bank.options, **moved})
+    return dataclasses.replace(settings, public_url=listening_url, banks=banks)
 
 
 def credentials_from(settings: Settings) -> dict[str, Credential]:

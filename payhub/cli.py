@@ -8,25 +8,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import ipaddress
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from payhub.errors import ConfigError, PayhubError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from payhub.settings import Settings
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that fails with one line, as every payhub command does."""
 
     def error(self, message: str) -> Any:
-        self.exit(2, f"payhub: {message}\n")
+        self.exit(2, f"payhub: {message} (see {self.prog} --help)\n")
 
 
 def _port(text: str) -> int:
@@ -40,33 +47,81 @@ def _port(text: str) -> int:
     return port
 
 
+SIMULATE_PORT = 8090
+"""``payhub simulate``'s port when ``--port`` is not given."""
+
+SERVE_EPILOG = """\
+With --simulators the hub also serves each bank's simulator at /sim/<bank>/, and the
+addresses banks and payers are given (payment URLs, the simulators' confirmations to the
+hub) follow the address this server really listens on, whatever port `init` wrote.
+Without --simulators, hub.public_url is where banks send confirmations.
+Port 0 picks a free port (printed at start)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="payhub", description="PayHub: payment hub for public-service portals")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
 
-    init = commands.add_parser("init", help="write a self-contained local setup in DIR")
-    init.add_argument("dir", type=Path)
-    init.add_argument("--port", type=_port, default=8080, help="the port serve will listen on")
-    init.add_argument("--force", action="store_true", help="overwrite an existing payhub.toml")
+    init = commands.add_parser(
+        "init",
+        help="write a self-contained local setup in DIR, ready for serve",
+        description="Write DIR/payhub.toml, a migrated SQLite database DIR/payhub.db, the hub's "
+        "signing key and a portal `demo` and finance user `finance` with fresh Ed25519 keys "
+        "(DIR/keys/), every installed bank pointed at its simulator, and DIR/.gitignore "
+        "keeping the private keys and the database out of version control.",
+    )
+    init.add_argument("dir", type=Path, metavar="DIR", help="folder to write (created if missing)")
+    init.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="the port serve will listen on, written into payhub.toml (default 8080)",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="overwrite an existing payhub.toml and its keys"
+    )
 
     for kind, help_text in (("portal", "portals"), ("finance", "finance users")):
         group = commands.add_parser(kind, help=f"manage {help_text}")
-        actions = group.add_subparsers(dest="action", required=True, parser_class=_Parser)
-        add = actions.add_parser("add", help=f"add one of the {help_text}; its keyid is ID")
-        add.add_argument("id")
-        add.add_argument("--config", type=Path, required=True)
+        actions = group.add_subparsers(
+            dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+        )
+        add = actions.add_parser(
+            "add",
+            help=f"add one of the {help_text}; its keyid is ID",
+            description=f"Add one of the {help_text} to the configuration file; the key's "
+            "keyid is ID. Restart serve to use it.",
+        )
+        add.add_argument("id", metavar="ID", help="its id, also the keyid it signs with")
+        add.add_argument("--config", type=Path, required=True, help="the payhub.toml to edit")
         add.add_argument("--public-key", metavar="PEM", help="Ed25519 public key (PEM file)")
         if kind == "portal":
             add.add_argument(
-                "--hmac-secret-file", metavar="F", help="file holding the raw HMAC secret bytes"
+                "--hmac-secret-file",
+                metavar="F",
+                help="file holding the raw HMAC-SHA256 secret bytes (at least 32)",
             )
-            add.add_argument("--callback", required=True, metavar="URL")
-            add.add_argument("--whsec", metavar="SECRET", help="adds HMAC v1 webhook signatures")
+            add.add_argument(
+                "--callback", required=True, metavar="URL", help="where its events are posted"
+            )
+            add.add_argument(
+                "--whsec", metavar="SECRET", help="whsec_… secret: adds HMAC v1 webhook signatures"
+            )
 
-    serve = commands.add_parser("serve", help="run the hub")
-    serve.add_argument("--config", type=Path, required=True)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=_port)
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub",
+        description="Run the hub. Refuses a database whose schema is not current.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--config", type=Path, required=True, help="the payhub.toml to serve")
+    serve.add_argument("--host", help="address to listen on (default: hub.host of the config)")
+    serve.add_argument(
+        "--port", type=_port, help="port to listen on (default: hub.port of the config; 0: any)"
+    )
     serve.add_argument(
         "--simulators", action="store_true", help="also serve the bank simulators at /sim/<bank>/"
     )
@@ -76,37 +131,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="share the port with other hub processes (SO_REUSEPORT), one per core",
     )
 
-    simulate = commands.add_parser("simulate", help="run one bank simulator on its own")
-    simulate.add_argument("bank")
-    simulate.add_argument("--config", type=Path, required=True)
-    simulate.add_argument("--port", type=_port, default=8090)
-    simulate.add_argument("--host", default="127.0.0.1")
+    simulate = commands.add_parser(
+        "simulate",
+        help=f"run one bank simulator on its own (port {SIMULATE_PORT})",
+        description="Run BANK's simulator on its own server, at its root, sending its "
+        "confirmations to the hub's hub.public_url. The hub sends payers to it only when the "
+        "bank's URL in payhub.toml (for VNPay, banks.<bank>.base_url) is this server's address.",
+    )
+    simulate.add_argument("bank", metavar="BANK", help="a bank name of the config, e.g. vnpay")
+    simulate.add_argument(
+        "--config", type=Path, required=True, help="the payhub.toml naming the bank"
+    )
+    simulate.add_argument(
+        "--port",
+        type=_port,
+        default=SIMULATE_PORT,
+        help=f"port to listen on (default {SIMULATE_PORT}; 0: any)",
+    )
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
 
     db = commands.add_parser("db", help="database schema")
-    db_actions = db.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    upgrade = db_actions.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("--config", type=Path, required=True)
+    db_actions = db.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+    )
+    upgrade = db_actions.add_parser(
+        "upgrade",
+        help="apply migrations",
+        description="Bring the database to the newest schema (init does it for its own "
+        "SQLite database; run it after an upgrade of PayHub or for another database).",
+    )
+    upgrade.add_argument("--config", type=Path, required=True, help="the payhub.toml to migrate")
 
     audit = commands.add_parser("audit", help="the audit trail")
-    audit_actions = audit.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    audit_actions = audit.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+    )
     verify = audit_actions.add_parser("verify", help="check the hash chain; non-zero if broken")
-    verify.add_argument("--config", type=Path, required=True)
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--config", type=Path, required=True, help="the payhub.toml to check")
+    verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     demo = commands.add_parser("demo", help="the whole world on a temporary SQLite database")
-    demo.add_argument("--payments", type=int, default=36, help="how many dossiers to pay")
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument(
+        "--payments", type=int, default=36, help="how many dossiers to pay (default 36)"
+    )
+    demo.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     bench = commands.add_parser(
         "bench", help="signed durable creates per second, against a bare-aiohttp baseline"
     )
-    bench.add_argument("--requests", type=int, default=5000)
-    bench.add_argument("--concurrency", type=int, default=64)
-    bench.add_argument("--workers", type=int, default=1, help="hub processes sharing the port")
+    bench.add_argument(
+        "--requests", type=int, default=5000, help="signed creates to send (default 5000)"
+    )
+    bench.add_argument(
+        "--concurrency", type=int, default=64, help="requests in flight (default 64)"
+    )
+    bench.add_argument(
+        "--workers", type=int, default=1, help="hub processes sharing the port (default 1)"
+    )
     bench.add_argument(
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
     )
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
 
 
@@ -136,14 +223,8 @@ def _one_line(exc: BaseException) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "init":
-        from payhub.setup import init_setup
-
-        path = init_setup(args.dir, port=args.port, force=args.force)
-        print(
-            f"wrote {path}; start it with: payhub db upgrade --config {path} && "
-            f"payhub serve --config {path} --simulators"
-        )
-        return 0
+        _configure_logging(level=_log_level())
+        return _init(args)
     if command in ("portal", "finance"):
         from payhub.setup import add_principal
 
@@ -160,7 +241,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             callback=getattr(args, "callback", None),
             whsec=getattr(args, "whsec", None),
         )
-        print(f"added {command} {args.id} to {args.config}")
+        print(f"added {command} {args.id} to {args.config}; a running serve needs a restart")
         return 0
     if command == "serve":
         _configure_logging(level=_log_level())
@@ -197,24 +278,150 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise ConfigError(f"unknown command {command}")  # pragma: no cover - argparse guards
 
 
+def _init(args: argparse.Namespace) -> int:
+    from payhub.settings import load_settings
+    from payhub.setup import init_setup, private_key_files
+
+    path = init_setup(args.dir, port=args.port, force=args.force)
+    revision = asyncio.run(_upgrade(path))
+    folder = path.parent
+    database = load_settings(path).database_url.split(":///", 1)[1]
+    secret = ", ".join(str(key.relative_to(folder)) for key in private_key_files(folder))
+    print(f"wrote {path} and its SQLite database {database}, migrated (revision {revision})")
+    print(f"private keys in {folder}, to keep secret: {secret}")
+    print(f"  ({folder / '.gitignore'} keeps them and the database out of git)")
+    print(f"start it with: {_program()} serve --config {path} --simulators")
+    return 0
+
+
+def _program() -> str:
+    """``payhub`` as the user can type it: the path they used when it is not on the PATH."""
+    used = Path(sys.argv[0])
+    if used.name != "payhub":
+        return "payhub"
+    on_path = shutil.which("payhub")
+    return "payhub" if on_path and Path(on_path).resolve() == used.resolve() else str(used)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from payhub.app import create_app
+    from payhub.app import create_app, served_at, simulator_options
     from payhub.settings import load_settings
 
     settings = load_settings(args.config)
     asyncio.run(_check_database(settings.database_url, args.config))
-    app = create_app(settings, simulators=args.simulators)
-    web.run_app(
-        app,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-        access_log=None,
-        reuse_port=args.reuse_port or None,
-        print=lambda text: print(text, file=sys.stderr),
-    )
+    port = args.port if args.port is not None else settings.port
+    sock = _listen(args.host or settings.host, port, reuse_port=args.reuse_port)
+    try:
+        url = _url_of(sock)
+        notes: list[str] = []
+        if args.simulators:
+            configured = settings.public_url
+            settings = served_at(settings, url)
+            notes += [f"simulator {bank}: {url}/sim/{bank}/" for bank in settings.banks]
+            if configured != url:
+                notes.append(
+                    f"payers and simulators use {url}, where this server listens "
+                    f"(hub.public_url in {args.config} says {configured})"
+                )
+        else:
+            notes += [
+                f"warning: {line}"
+                for line in _address_warnings(settings, url, simulator_options(settings))
+            ]
+        app = create_app(settings, simulators=args.simulators)
+        web.run_app(app, sock=sock, access_log=None, print=_after_start(notes))
+    finally:
+        sock.close()
     return 0
+
+
+def _after_start(notes: list[str]) -> Callable[[str], None]:
+    """aiohttp's start-up line on stderr, after ``notes``: nothing is said before it starts."""
+
+    def say(text: str) -> None:
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(text, file=sys.stderr)
+
+    return say
+
+
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The bound listening socket, made before the app so that its URLs can name it.
+
+    With the socket in hand, ``--port 0`` has a known port to give banks and payers, and a
+    port already taken is one clear line rather than a traceback from inside aiohttp.
+    """
+    where = _authority(host, port)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror}") from exc
+    found.sort(key=lambda info: info[0] != socket.AF_INET)  # `localhost`: IPv4 first
+    family, kind, protocol, _, address = found[0]
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {where}: the port is already in use "
+                "(another payhub serve? choose another --port)"
+            ) from exc
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _url_of(sock: socket.socket) -> str:
+    """The http URL that reaches ``sock``; a wildcard address is reached on loopback."""
+    from yarl import URL
+
+    host, port = sock.getsockname()[:2]
+    if ipaddress.ip_address(host).is_unspecified:
+        host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
+    return str(URL.build(scheme="http", host=host, port=port))
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _address_warnings(
+    settings: Settings, url: str, simulated: Mapping[str, list[str]]
+) -> list[str]:
+    """What will not work when serving at ``url`` without the simulators mounted."""
+    warnings = [
+        f"banks.{bank}.{option} points at {settings.banks[bank].options[option]}, which only "
+        "`serve --simulators` serves: its payers cannot pay"
+        for bank, options in simulated.items()
+        for option in options
+    ]
+    public = urlsplit(settings.public_url)
+    served = urlsplit(url)
+    if _is_loopback(public.hostname) and (public.hostname, public.port) != (
+        served.hostname,
+        served.port,
+    ):
+        warnings.append(
+            f"hub.public_url is {settings.public_url}, but this server listens on {url}: "
+            "banks send their confirmations to hub.public_url"
+        )
+    return warnings
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _configure_logging(*, level: int, json: bool | None = None) -> None:
@@ -245,12 +452,32 @@ def _simulate(args: argparse.Namespace) -> int:
     if bank is None:
         raise ConfigError(f"no bank {args.bank!r} in {args.config}")
     factory = simulator_factory(bank.connector)
-    app = factory(bank.options, notify_url=notify_url(settings, args.bank))
-    web.run_app(app, host=args.host, port=args.port, access_log=None)
+    confirmations = notify_url(settings, args.bank)
+    sock = _listen(args.host, args.port)
+    try:
+        url = _url_of(sock)
+        app = factory(bank.options, notify_url=confirmations)
+        notes = [f"simulator {args.bank} at {url}/, sending confirmations to {confirmations}"]
+        urls = {k: v for k, v in bank.options.items() if isinstance(v, str) and "://" in v}
+        if urls and not any(v.startswith(url) for v in urls.values()):
+            option, value = next(iter(urls.items()))
+            notes.append(
+                f"warning: the hub sends payers to banks.{args.bank}.{option} = {value}; "
+                f"set it to {url} for them to reach this simulator"
+            )
+        web.run_app(app, sock=sock, access_log=None, print=_after_start(notes))
+    finally:
+        sock.close()
     return 0
 
 
 async def _db_upgrade(config: Path) -> int:
+    revision = await _upgrade(config)
+    print(f"database at revision {revision}")
+    return 0
+
+
+async def _upgrade(config: Path) -> str | None:
     from payhub.settings import load_settings
     from payhub.store import migrate
     from payhub.store.engine import create_engine
@@ -259,11 +486,9 @@ async def _db_upgrade(config: Path) -> int:
     engine = create_engine(settings.database_url)
     try:
         await migrate.upgrade(engine)
-        revision = await migrate.current_revision(engine)
+        return await migrate.current_revision(engine)
     finally:
         await engine.dispose()
-    print(f"database at revision {revision}")
-    return 0
 
 
 async def _check_database(database_url: str, config: Path) -> None:

@@ -217,15 +217,7 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
         by_scenario.setdefault(run.scenario.name, Counter())[run.status] += 1
         expected_ok &= run.status == run.scenario.expected
     statuses = Counter(run.status for run in runs)
-    answers: Counter[str] = Counter()
-    for delivery in deliveries:
-        for answer in delivery.get("answers", []):
-            answers[str(answer.get("RspCode", answer.get("error", "no answer")))] += 1
-    ipns = {
-        "sent": sum(len(d.get("answers", [])) for d in deliveries),
-        "lost": sum(1 for d in deliveries if d.get("lost")),
-        "hub_answers": dict(sorted(answers.items())),
-    }
+    ipns = _tally_ipns(deliveries)
     event_types = Counter(e["type"] for e in pulled)
     once = event_types["payment.succeeded"] == statuses["succeeded"]
     replays_ok = all(run.replayed for run in runs if run.scenario.portal_retries)
@@ -253,6 +245,34 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
     }
 
 
+def _tally_ipns(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every IPN the bank sent is either answered by the hub or lost on the way.
+
+    A lost IPN never left the bank (fault ``lose_confirmation``) or got no answer (a
+    connection error or timeout); copies and resends count once each, so the tally reads
+    sent = answered + lost.
+    """
+    answers: Counter[str] = Counter()
+    lost = 0
+    for delivery in deliveries:
+        if delivery.get("lost"):
+            lost += 1
+        for answer in delivery.get("answers", []):
+            if "RspCode" in answer:
+                answers[str(answer["RspCode"])] += 1
+            elif "http_status" in answer:
+                answers[f"HTTP {answer['http_status']}"] += 1
+            else:
+                lost += 1
+    answered = sum(answers.values())
+    return {
+        "sent": answered + lost,
+        "answered": answered,
+        "lost": lost,
+        "hub_answers": dict(sorted(answers.items())),
+    }
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     print("PayHub demo: hub + VNPay simulator + a portal, on a temporary SQLite database")
     print(f"\n{summary['dossiers']} dossiers filed, one payment each\n")
@@ -262,11 +282,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {name:<46} {row['payments']:>3}  {shown}")
     print("\nstatuses:  " + ", ".join(f"{s} {n}" for s, n in sorted(summary["statuses"].items())))
     ipns = summary["ipns"]
-    answered = ", ".join(f"{code} ×{n}" for code, n in ipns["hub_answers"].items())
+    codes = ", ".join(f"{code} ×{n}" for code, n in ipns["hub_answers"].items())
     print(
-        f"IPNs the bank sent: {ipns['sent']} ({ipns['lost']} lost on the way); "
-        f"the hub answered {answered}"
+        f"IPNs the bank sent: {ipns['sent']} = {ipns['answered']} answered by the hub "
+        f"+ {ipns['lost']} lost on the way"
     )
+    print(f"  the hub answered {codes or 'none'}")
     print("  (00 applied, 02 already confirmed, 97 bad signature: nothing changed)")
     events_line = ", ".join(f"{t} {n}" for t, n in sorted(summary["events"]["by_type"].items()))
     print(f"portal events in the outbox: {summary['events']['stored']} ({events_line})")

@@ -133,11 +133,21 @@ def load_settings(path: str | Path) -> Settings:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file not found: {config_path}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(not_a_file(config_path)) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config_path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
     return parse_settings(raw, config_path)
+
+
+def not_a_file(config_path: Path) -> str:
+    """What to say when ``--config`` names a folder, such as the one ``payhub init`` wrote."""
+    return (
+        f"cannot read {config_path}: it is a folder; --config takes the file, "
+        f"e.g. {config_path / 'payhub.toml'}"
+    )
 
 
 def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:

@@ -21,9 +21,16 @@ from tomlkit.exceptions import ParseError as TomlParseError
 from payhub.connectors.registry import available_protocols, connector_class
 from payhub.domain.clock import system_clock
 from payhub.errors import ConfigError
-from payhub.settings import load_settings, parse_settings
+from payhub.settings import load_settings, not_a_file, parse_settings
 
 DEFAULT_PORT = 8080
+GITIGNORE = """\
+# Written by `payhub init`: private keys and the database stay out of version control.
+keys/*
+!keys/*.pub.pem
+payhub.db
+payhub.db-*
+"""
 PREFERRED_BANKS = ("vnpay", "momo", "vietqr")
 """The first of these that is installed becomes ``init``'s default bank."""
 
@@ -107,7 +114,27 @@ def init_setup(directory: Path, *, port: int = DEFAULT_PORT, force: bool = False
     doc["banks"] = banks
     config_path.write_text(tomlkit.dumps(doc), encoding="utf-8")
     load_settings(config_path)  # what init writes must load
+    _ignore_secrets(directory / ".gitignore")
     return config_path
+
+
+def private_key_files(directory: Path) -> list[Path]:
+    """The private keys of a setup in ``directory``: what must never be shared or committed."""
+    return sorted(p for p in (directory / "keys").glob("*.pem") if not p.name.endswith(".pub.pem"))
+
+
+def _ignore_secrets(path: Path) -> None:
+    """Keep the keys and the database out of git, adding to a ``.gitignore`` already there."""
+    try:
+        existing = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = ""
+    missing = [line for line in GITIGNORE.splitlines() if line not in existing.splitlines()]
+    if not existing:
+        path.write_text(GITIGNORE, encoding="utf-8")
+    elif [line for line in missing if not line.startswith("#")]:
+        separator = "" if existing.endswith("\n") else "\n"
+        path.write_text(existing + separator + "\n".join(missing) + "\n", encoding="utf-8")
 
 
 def _principal_table(keyid: str, public_key_file: str, *, callback: str | None = None) -> Any:
@@ -138,6 +165,8 @@ def add_principal(
         original = config.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file not found: {config}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(not_a_file(config)) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config}: {exc}") from exc
     try:

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import secrets
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -24,15 +26,18 @@ from pathlib import Path
 
 import pytest
 import structlog
+from alembic import command as alembic_command
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import Connection
 
-from payhub.cli import build_parser, main
+from payhub.cli import SIMULATE_PORT, build_parser, main
 from payhub.connectors.registry import available_protocols
 from payhub.domain.clock import system_clock
 from payhub.settings import load_settings
 from payhub.setup import public_pem
+from payhub.store import migrate
 from payhub.store.engine import create_engine
 from payhub.store.ledger import Ledger, Transaction
 from tests.factories import free_port
@@ -74,7 +79,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 
 @pytest.fixture(name="config")
 def _config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A fresh ``payhub init`` setup; the database is not migrated yet."""
+    """A fresh ``payhub init`` setup, its SQLite database migrated by ``init``."""
     code, out, err = cli(capsys, "init", tmp_path / "local", "--port", free_port())
     assert (code, err) == (0, ""), err
     path = tmp_path / "local" / "payhub.toml"
@@ -88,6 +93,48 @@ def _upgraded(config: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     assert (code, err) == (0, ""), err
     assert out.startswith("database at revision ")
     return config
+
+
+@pytest.fixture(name="stale_database", params=["not made by init", "downgraded"])
+def _stale_database(request: pytest.FixtureRequest, config: Path, tmp_path: Path) -> Path:
+    """The setup on a database whose schema is not current: one ``init`` did not make (an
+    empty SQLite file), or init's own taken back to an older schema."""
+    if request.param == "not made by init":
+        other = tmp_path / "elsewhere.db"
+        sqlite3.connect(other).close()
+        text = config.read_text()
+        config.write_text(text.replace('"sqlite:///payhub.db"', json.dumps(f"sqlite:///{other}")))
+        assert config.read_text() != text
+    else:
+
+        async def downgrade() -> None:
+            engine = create_engine(load_settings(config).database_url)
+
+            def run(connection: Connection) -> None:
+                alembic = migrate.alembic_config()
+                alembic.attributes["connection"] = connection
+                alembic_command.downgrade(alembic, "base")
+
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(run)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(downgrade())
+    assert current_revision(config) != migrate.head_revision()
+    return config
+
+
+def current_revision(config: Path) -> str | None:
+    async def read() -> str | None:
+        engine = create_engine(load_settings(config).database_url)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def public_key_file(directory: Path, name: str) -> tuple[Path, Ed25519PrivateKey]:
@@ -112,10 +159,12 @@ def test_init_writes_a_self_contained_setup(
     code, out, err = cli(capsys, "init", tmp_path / "local", "--port", port)
     assert (code, err) == (0, "")
     local = tmp_path / "local"
-    assert "payhub db upgrade --config" in out and "payhub serve --config" in out
+    assert f"payhub serve --config {local / 'payhub.toml'} --simulators" in out
+    assert "db upgrade" not in out  # init's database is ready to serve
 
     settings = load_settings(local / "payhub.toml")
     assert settings.database_url == f"sqlite+aiosqlite:///{local / 'payhub.db'}"
+    assert current_revision(local / "payhub.toml") == migrate.head_revision() is not None
     assert settings.public_url == f"http://127.0.0.1:{port}"
     assert settings.port == port
 
@@ -134,12 +183,50 @@ def test_init_writes_a_self_contained_setup(
     [hub_key] = settings.hub_keys
     hub_pem = local / "keys" / f"{hub_key.kid}.pem"
     assert stat.S_IMODE(hub_pem.stat().st_mode) == 0o600
+    for private in ("keys/demo.pem", "keys/finance.pem", f"keys/{hub_key.kid}.pem"):
+        assert private in out  # said, so that nobody shares them unknowingly
+    assert str(local / ".gitignore") in out
 
     assert sorted(settings.banks) == available_protocols()
     for name, bank in settings.banks.items():
         assert bank.connector == name
         assert bank.options["base_url"] == f"{settings.public_url}/sim/{name}"
     assert settings.default_bank in settings.banks
+
+
+def _git(folder: Path, *argv: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *argv],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_init_keeps_private_keys_and_the_database_out_of_git(config: Path) -> None:
+    folder = config.parent
+    (folder / "keys" / "bo-tp.secret").write_bytes(secrets.token_bytes(32))  # as README adds
+    _git(folder, "init", "-q")
+    _git(folder, "add", "--all")
+    staged = set(_git(folder, "ls-files").split())
+    assert staged == {".gitignore", "payhub.toml", "keys/demo.pub.pem", "keys/finance.pub.pem"}
+    assert (folder / "payhub.db").exists() and (folder / "keys" / "demo.pem").exists()
+
+
+def test_init_adds_to_a_gitignore_already_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".gitignore").write_text("node_modules/\n*.log")
+    assert cli(capsys, "init", tmp_path, "--port", free_port())[0] == 0
+    lines = (tmp_path / ".gitignore").read_text().splitlines()
+    assert lines[:2] == ["node_modules/", "*.log"]
+    assert {"keys/*", "!keys/*.pub.pem", "payhub.db"} <= set(lines)
+
+    assert cli(capsys, "init", tmp_path, "--force")[0] == 0
+    assert (tmp_path / ".gitignore").read_text().splitlines() == lines  # not added twice
 
 
 def test_init_refuses_to_overwrite_without_force(
@@ -189,7 +276,7 @@ def test_portal_add_with_a_public_key(config: Path, capsys: pytest.CaptureFixtur
         "--callback", callback,
     )  # fmt: skip
     assert (code, err) == (0, "")
-    assert "tinh-bn" in out
+    assert "tinh-bn" in out and "restart" in out
 
     portal = load_settings(config).portals["tinh-bn"]
     assert portal.callback_url == callback
@@ -283,7 +370,12 @@ def test_a_rejected_add_leaves_the_file_unchanged(
     assert_one_line_error(code, err, fragment)
     assert out == ""
     assert config.read_bytes() == before
-    assert sorted(p.name for p in config.parent.iterdir()) == ["keys", "payhub.toml"]
+    assert sorted(p.name for p in config.parent.iterdir()) == [
+        ".gitignore",
+        "keys",
+        "payhub.db",
+        "payhub.toml",
+    ]
 
 
 def test_an_add_keeps_the_operators_comments(
@@ -422,24 +514,29 @@ def test_audit_verify_fails_after_a_row_is_deleted(
     assert report["broken_at"] == broken_at
 
 
-def test_audit_verify_needs_an_upgraded_database(
-    config: Path, capsys: pytest.CaptureFixture[str]
+def test_audit_verify_needs_a_current_schema(
+    stale_database: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = cli(capsys, "audit", "verify", "--config", config)
-    assert_one_line_error(code, err, "payhub db upgrade", str(config))
+    code, out, err = cli(capsys, "audit", "verify", "--config", stale_database)
+    assert_one_line_error(code, err, "payhub db upgrade", str(stale_database))
     assert out == ""
 
 
-def test_serve_refuses_a_database_that_was_never_upgraded(
-    config: Path, capsys: pytest.CaptureFixture[str]
+def test_serve_refuses_a_schema_that_is_not_current(
+    stale_database: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    config = stale_database
     code, out, err = cli(capsys, "serve", "--config", config, "--port", free_port())
     assert_one_line_error(code, err, "not current", f"payhub db upgrade --config {config}")
     assert out == ""
 
+    code, out, err = cli(capsys, "db", "upgrade", "--config", config)
+    assert (code, err) == (0, "")
+    assert current_revision(config) == migrate.head_revision()
+
 
 def test_serve_turns_a_failed_startup_into_one_line(
-    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stale_database: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without the CLI's own check, the app's startup refuses the schema inside aiohttp."""
 
@@ -447,9 +544,39 @@ def test_serve_turns_a_failed_startup_into_one_line(
         return None
 
     monkeypatch.setattr("payhub.cli._check_database", no_check)
-    code, out, err = cli(capsys, "serve", "--config", config, "--port", free_port())
+    code, out, err = cli(capsys, "serve", "--config", stale_database, "--port", free_port())
     assert_one_line_error(code, err, "not current", "payhub db upgrade")
     assert out == ""
+
+
+def test_serve_on_a_port_in_use_is_one_line(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = cli(capsys, "serve", "--config", config, "--port", port, "--simulators")
+    assert_one_line_error(code, err, f"127.0.0.1:{port}", "already in use", "--port")
+    assert out == ""
+
+
+def test_simulate_on_a_port_in_use_is_one_line(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = cli(capsys, "simulate", "vnpay", "--config", config, "--port", port)
+    assert_one_line_error(code, err, f"127.0.0.1:{port}", "already in use")
+
+
+def test_serve_on_an_unknown_host_is_one_line(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "serve", "--config", config, "--host", "nowhere.invalid")
+    assert_one_line_error(code, err, "cannot listen on nowhere.invalid:")
 
 
 # --- every command: --help, one-line errors -------------------------------------------------
@@ -471,6 +598,37 @@ def test_the_contract_commands_exist() -> None:
     for command in ["init", "portal add", "finance add", "serve", "simulate", "db upgrade",
                     "audit verify", "demo", "bench"]:  # fmt: skip
         assert tuple(command.split()) in COMMANDS
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    """Every argument of every command, named as a user would type it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                yield f"{parser.prog} {choice.dest}", choice
+            for sub in action.choices.values():
+                yield from _options(sub)
+        elif not isinstance(action, argparse._HelpAction):
+            yield f"{parser.prog} {'/'.join(action.option_strings) or action.dest}", action
+
+
+def test_every_option_and_command_has_a_help_text() -> None:
+    options = dict(_options(build_parser()))
+    assert len(options) > 30 and "payhub serve --simulators" in options
+    assert "payhub portal add --whsec" in options and "payhub db upgrade" in options
+    missing = [name for name, action in options.items() if not action.help]
+    assert missing == []
+    hidden = [name for name, action in options.items() if action.help == argparse.SUPPRESS]
+    assert hidden == []
+
+
+def test_simulate_documents_its_default_port(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = cli(capsys, "simulate", "--help")
+    assert f"default {SIMULATE_PORT}" in out
+    assert build_parser().parse_args(["simulate", "vnpay", "--config", "c"]).port == SIMULATE_PORT
+    _, out, _ = cli(capsys, "--help")
+    assert f"port {SIMULATE_PORT}" in out
+    assert f"`payhub simulate` listens on port {SIMULATE_PORT}" in (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "payhub")
@@ -501,6 +659,12 @@ def test_every_command_answers_help(
         (["audit", "verify", "--config", "{bad}"], "not valid TOML"),
         (["db", "upgrade", "--config", "{bad}"], "not valid TOML"),
         (["serve", "--config", "{bad}", "--port", "99999"], "--port"),
+        (["serve", "--config", "{folder}"], "is a folder; --config takes the file"),
+        (["db", "upgrade", "--config", "{folder}"], "e.g. {folder}/payhub.toml"),
+        (
+            ["portal", "add", "p", "--config", "{folder}", "--public-key", "k", "--callback", "u"],
+            "is a folder",
+        ),
         (["demo", "--payments", "many"], "--payments"),
         (["bench", "--requests", "0"], "at least 1"),
     ],
@@ -510,10 +674,26 @@ def test_bad_input_exits_with_one_line(
 ) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[hub]\ndatabase_url = \n")
-    paths = {"nowhere": tmp_path / "nowhere.toml", "bad": bad}
+    paths = {"nowhere": tmp_path / "nowhere.toml", "bad": bad, "folder": tmp_path}
     code, out, err = cli(capsys, *[arg.format(**paths) for arg in argv])
-    assert_one_line_error(code, err, fragment)
+    assert_one_line_error(code, err, fragment.format(**paths))
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        ([], "payhub"),
+        (["serve", "--config", "c", "--port", "http"], "payhub serve"),
+        (["portal", "add"], "payhub portal add"),
+    ],
+)
+def test_a_usage_error_points_at_the_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], where: str
+) -> None:
+    code, _, err = cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(code, err, f"(see {where} --help)")
 
 
 def test_simulate_names_an_unknown_bank(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -600,6 +780,25 @@ def test_demo_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
     summary = json.loads(out)
     assert summary["checks_passed"] is True
     assert summary["dossiers"] == 12
+    ipns = summary["ipns"]
+    assert ipns["sent"] == ipns["answered"] + ipns["lost"]
+    assert sum(ipns["hub_answers"].values()) == ipns["answered"]
+    assert ipns["lost"] >= 1  # the scenario "confirmation lost" is among the first 12
+    assert {"00", "02", "97"} <= set(ipns["hub_answers"])
+
+
+def test_demo_says_how_the_ipns_add_up(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "demo", "--payments", 12)
+    assert code == 0, err
+    tally = re.search(
+        r"IPNs the bank sent: (\d+) = (\d+) answered by the hub \+ (\d+) lost on the way", out
+    )
+    assert tally is not None, out
+    sent, answered, lost = map(int, tally.groups())
+    assert sent == answered + lost and lost >= 1
+    codes = re.search(r"the hub answered ((?:\S+ ×\d+(?:, )?)+)", out)
+    assert codes is not None, out
+    assert sum(int(n) for n in re.findall(r"×(\d+)", codes.group(1))) == answered
 
 
 @pytest.mark.parametrize("payments", ["0", "-3"])
