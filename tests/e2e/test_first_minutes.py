@@ -168,10 +168,12 @@ def test_serve_without_simulators_on_another_port_warns(local: Path, tmp_path: P
     with serving(local, "--port", port, log=tmp_path / "serve.err") as served:
         assert served.url == f"http://127.0.0.1:{port}"
         warnings = [line for line in served.said.splitlines() if line.startswith("warning: ")]
-        assert len(warnings) == 2, served.said
-        assert f"banks.vnpay.base_url points at {written}/sim/vnpay" in warnings[0]
-        assert "--simulators" in warnings[0]
-        assert f"hub.public_url is {written}" in warnings[1] and served.url in warnings[1]
+        banks = list(load_settings(local).banks)
+        assert len(warnings) == len(banks) + 1, served.said
+        for bank, warning in zip(banks, warnings, strict=False):
+            assert f"banks.{bank}." in warning and f"{written}/sim/{bank}" in warning
+            assert "--simulators" in warning
+        assert f"hub.public_url is {written}" in warnings[-1] and served.url in warnings[-1]
 
 
 def test_only_the_simulator_addresses_follow(tmp_path: Path) -> None:
@@ -213,7 +215,10 @@ def test_the_readme_portal_example_pays_against_a_real_hub(local: Path, tmp_path
     (tmp_path / "pay.py").write_text(example, encoding="utf-8")
     with serving(local, "--simulators", log=tmp_path / "serve.err") as served:
         assert served.url == load_settings(local).public_url
-        assert served.said == f"simulator vnpay: {served.url}/sim/vnpay/\n"  # nothing to warn
+        expected = "".join(
+            f"simulator {bank}: {served.url}/sim/{bank}/\n" for bank in load_settings(local).banks
+        )
+        assert served.said == expected  # nothing to warn
         done = subprocess.run(
             [sys.executable, "pay.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
