@@ -6,9 +6,12 @@ the clock is a ``FakeClock``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -260,7 +263,16 @@ def test_outcomes_of_unknown_banks_are_ignored() -> None:
 # --- the log line ----------------------------------------------------------------------------
 
 
-def test_each_decision_is_logged_with_its_reasons() -> None:
+@pytest.fixture(name="info_logs")
+def _info_logs() -> Iterator[None]:
+    """Info level whatever another test configured (the CLI's demo sets ERROR)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(wrapper_class=saved["wrapper_class"])
+
+
+def test_each_decision_is_logged_with_its_reasons(info_logs: None) -> None:
     r, _ = router(banks={"vnpay": BankScope(kinds=frozenset({"fee"}))}, order=("momo", "vnpay"))
     r.record_failure("momo")
     r.record_failure("momo")
@@ -282,7 +294,7 @@ def test_each_decision_is_logged_with_its_reasons() -> None:
     assert decisions[1]["candidates"] == ["vnpay"] and decisions[1]["reason"] == "portal"
 
 
-def test_breaker_changes_are_logged() -> None:
+def test_breaker_changes_are_logged(info_logs: None) -> None:
     r, clock = router()
     with capture_logs() as logs:
         r.record_failure("momo")
