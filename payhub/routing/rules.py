@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from payhub.domain.requests import PaymentRequest
 from payhub.routing.config import AgencyPattern, BankScope, PreferenceRule
 
 
@@ -22,6 +23,15 @@ class RouteRequest:
     amount: int
     kinds: frozenset[str] | None = None
     agency_code: str | None = None
+
+    @classmethod
+    def for_payment(cls, request: PaymentRequest) -> RouteRequest:
+        """What routing needs of a validated payment request, and nothing more."""
+        return cls(
+            amount=request.amount,
+            kinds=frozenset(item.kind.value for item in request.items),
+            agency_code=request.dossier.agency_code,
+        )
 
 
 def within(amount: int, low: int | None, high: int | None) -> bool:

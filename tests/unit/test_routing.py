@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from payhub.domain.clock import FakeClock
-from payhub.domain.requests import ItemKind
+from payhub.domain.requests import ItemKind, parse_payment_request
 from payhub.routing import (
     AgencyPattern,
     BankScope,
@@ -28,6 +28,7 @@ from payhub.routing import (
     RouteRequest,
     RoutingSettings,
 )
+from tests.factories import payment_body
 
 POLICY = BreakerPolicy(failure_threshold=2, failure_rate_percent=0, open_seconds=30)
 
@@ -59,6 +60,16 @@ def router(
 
 def request(amount: int = 2_550_000, kinds: tuple[str, ...] = ("fee",), agency: str = "H29.17"):
     return RouteRequest(amount, frozenset(kinds), agency)
+
+
+def test_a_route_request_takes_only_amount_kinds_and_agency_of_a_payment() -> None:
+    body = payment_body()
+    body["items"].append({"kind": "fine", "code": "XP", "description": "Phạt", "amount": 1})
+    body["amount"] += 1
+    parsed = parse_payment_request(body, known_banks={"vnpay"})
+    assert RouteRequest.for_payment(parsed) == RouteRequest(
+        2_550_001, frozenset({"charge", "fee", "fine"}), "H29.17"
+    )
 
 
 # --- order --------------------------------------------------------------------------------
