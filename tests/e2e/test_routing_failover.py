@@ -169,3 +169,30 @@ async def test_the_portals_bank_is_never_swapped_even_when_down(hub: Hub) -> Non
 
     assert refused.status == 503, refused.body
     assert await rows(hub, payments, dossier_code=body["dossier"]["code"]) == 0
+
+
+async def test_with_every_breaker_open_the_answer_is_503_at_once(
+    hub: Hub, logs: list[dict[str, Any]]
+) -> None:
+    await faults(hub, "momo", error_rate=1)
+    await faults(hub, "momo2", error_rate=1)
+    for _ in range(2):  # failure_threshold = 2: both breakers open
+        refused = await hub.portal.create_payment(unrouted(), str(uuid.uuid4()))
+        assert refused.status == 503, refused.body
+    await faults(hub, "momo", error_rate=0)
+    await faults(hub, "momo2", error_rate=0)  # back, but the hub waits out the cool-down
+    warnings = [e for e in logs if e["event"] == "bank_unavailable"]
+    assert [e["bank"] for e in warnings] == ["momo", "momo2"] * 2
+
+    refused = await hub.portal.create_payment(unrouted(), str(uuid.uuid4()))
+
+    assert refused.status == 503, refused.body
+    assert refused.json()["code"] == "bank_unavailable"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30  # open_seconds: 30 by default
+    assert last_decision(logs)["candidates"] == []
+    assert last_decision(logs)["excluded"] == {
+        "momo": "breaker_open",
+        "momo2": "breaker_open",
+        "vnpay": "limit",
+    }
+    assert [e for e in logs if e["event"] == "bank_unavailable"] == warnings  # no bank called
