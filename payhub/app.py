@@ -182,7 +182,7 @@ def create_app(
             engine=app[keys.ENGINE],
             ledger=app[keys.LEDGER],
             connectors=connectors,
-            router=Router(connectors, settings.default_bank, clock),
+            router=Router(connectors, settings.default_bank, clock, settings.routing),
             clock=clock,
         )
         app[keys.REFUNDS] = RefundService(

@@ -236,7 +236,7 @@ async def _stages(config: Path, samples: int) -> dict[str, Any]:
             engine=engine,
             ledger=ledger,
             connectors=connectors,
-            router=Router(connectors, settings.default_bank, system_clock),
+            router=Router(connectors, settings.default_bank, system_clock, settings.routing),
             clock=system_clock,
         )
         semaphore = asyncio.Semaphore(64)

@@ -38,6 +38,29 @@ works from any working directory.
     tmn_code = "PAYHUB01"                    # the rest are the connector's options
     hash_secret = "…"
     base_url = "http://127.0.0.1:8080/sim/vnpay"
+
+    [routing]                                # all optional; absent: default_bank first,
+    order = ["vnpay"]                        # then the banks in file order
+    # when the portal names no bank, these banks go first in this order; others follow
+    # (hub.default_bank, if also given, must be the first one)
+
+    [routing.breaker]                        # a circuit breaker per bank, fed by real calls
+    failure_threshold = 5                    # open after this many failures in a row
+    failure_rate_percent = 50                # or this share failed in the window (0: off)
+    min_calls = 10                           # … once the window holds this many calls
+    window_seconds = 60
+    open_seconds = 30                        # then let one trial call through
+
+    [routing.banks.vnpay]                    # limits beyond the connector's, when routed
+    min_amount = 1_000                       # (a bank the portal names is held only to
+    max_amount = 500_000_000                 # its connector's limits)
+    kinds = ["fee", "charge", "tax", "social_insurance", "fine"]   # every item's kind
+    agencies = ["H29.*", "BNV"]              # the dossier's agency; "X.*" is X and below
+
+    [[routing.rules]]                        # first match puts its banks first
+    kinds = ["tax"]                          # criteria: kinds, agencies, min/max_amount
+    agencies = ["H29.*"]
+    prefer = ["vnpay"]
 """
 
 from __future__ import annotations
@@ -57,7 +80,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from payhub.domain.requests import ItemKind
 from payhub.errors import ConfigError
+from payhub.routing.config import (
+    AgencyPattern,
+    BankScope,
+    BreakerPolicy,
+    PreferenceRule,
+    RoutingSettings,
+)
 
 SUPPORTED_TIMEZONE = "Asia/Ho_Chi_Minh"
 KEY_ALGORITHMS = ("ed25519", "hmac-sha256")
@@ -124,6 +155,7 @@ class Settings:
     banks: Mapping[str, BankSettings]
     rate_limit_per_second: int = 0
     """Per-portal request rate limit; 0 turns it off."""
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -153,7 +185,7 @@ def not_a_file(config_path: Path) -> str:
 def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
     """Validate an already-parsed TOML document."""
     base = config_path.absolute().parent
-    _only(raw, "", {"hub", "portals", "finance", "banks"})
+    _only(raw, "", {"hub", "portals", "finance", "banks", "routing"})
     hub = _table(raw, "hub")
     _only(
         hub,
@@ -253,6 +285,12 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
                 f"hub.default_bank {default_bank!r} is not a configured bank "
                 f"(configured: {configured})"
             )
+    routing = _routing(_table(raw, "routing", required=False), list(banks))
+    if default_bank is not None and routing.order and routing.order[0] != default_bank:
+        raise ConfigError(
+            f"hub.default_bank {default_bank!r} is not first in routing.order: "
+            "drop one of them or make them agree"
+        )
 
     return Settings(
         config_path=config_path,
@@ -267,7 +305,139 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         finance_users=finance_users,
         banks=banks,
         rate_limit_per_second=rate,
+        routing=routing,
     )
+
+
+_AGENCY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_KINDS = ", ".join(kind.value for kind in ItemKind)
+MAX_ROUTING_AMOUNT = 100_000_000_000
+
+
+def _routing(table: Mapping[str, Any], banks: list[str]) -> RoutingSettings:
+    """The ``[routing]`` section; every bank it names must be a configured bank."""
+    _only(table, "routing", {"order", "breaker", "banks", "rules"})
+    order = _bank_names(table, "routing.order", banks, required=False)
+    breaker = _breaker(_as_table(table.get("breaker", {}), "routing.breaker"))
+    scopes: dict[str, BankScope] = {}
+    for name, entry in _as_table(table.get("banks", {}), "routing.banks").items():
+        where = f"routing.banks.{name}"
+        if name not in banks:
+            raise ConfigError(f"{where}: {name!r} is not a configured bank")
+        entry = _as_table(entry, where)
+        _only(entry, where, {"min_amount", "max_amount", "kinds", "agencies"})
+        low, high = _amount_range(entry, where)
+        scopes[name] = BankScope(
+            min_amount=low,
+            max_amount=high,
+            kinds=_kinds(entry, f"{where}.kinds"),
+            agencies=_agencies(entry, f"{where}.agencies"),
+        )
+    rules = []
+    for i, entry in enumerate(_list(table, "routing.rules")):
+        where = f"routing.rules[{i}]"
+        entry = _as_table(entry, where)
+        _only(entry, where, {"prefer", "kinds", "agencies", "min_amount", "max_amount"})
+        low, high = _amount_range(entry, where)
+        rule = PreferenceRule(
+            prefer=_bank_names(entry, f"{where}.prefer", banks, required=True),
+            kinds=_kinds(entry, f"{where}.kinds"),
+            agencies=_agencies(entry, f"{where}.agencies"),
+            min_amount=low,
+            max_amount=high,
+        )
+        if (rule.kinds, rule.agencies, low, high) == (None, None, None, None):
+            raise ConfigError(
+                f"{where} matches every payment: give kinds, agencies, min_amount or "
+                "max_amount (or put its banks in routing.order)"
+            )
+        rules.append(rule)
+    return RoutingSettings(order=order, banks=scopes, rules=tuple(rules), breaker=breaker)
+
+
+def _breaker(table: Mapping[str, Any]) -> BreakerPolicy:
+    where = "routing.breaker"
+    defaults = BreakerPolicy()
+    bounds = {
+        "failure_threshold": (1, 1000),
+        "failure_rate_percent": (0, 100),
+        "min_calls": (1, 100_000),
+        "window_seconds": (1, 3600),
+        "open_seconds": (1, 3600),
+    }
+    _only(table, where, set(bounds))
+    values: dict[str, int] = {}
+    for key, (low, high) in bounds.items():
+        value = table.get(key, getattr(defaults, key))
+        if type(value) is not int or not low <= value <= high:
+            raise ConfigError(f"{where}.{key} must be an integer {low}–{high}")
+        values[key] = value
+    return BreakerPolicy(**values)
+
+
+def _bank_names(
+    table: Mapping[str, Any], at: str, banks: list[str], *, required: bool
+) -> tuple[str, ...]:
+    key = at.rsplit(".", 1)[-1]
+    if key not in table and not required:
+        return ()
+    value = table.get(key)
+    if value is None:
+        raise ConfigError(f"missing {at}")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{at} must be a non-empty array of bank names")
+    for name in value:
+        if name not in banks:
+            configured = ", ".join(banks) or "none"
+            raise ConfigError(f"{at}: {name!r} is not a configured bank (configured: {configured})")
+        if value.count(name) > 1:
+            raise ConfigError(f"{at}: {name!r} is named twice")
+    return tuple(value)
+
+
+def _kinds(table: Mapping[str, Any], at: str) -> frozenset[str] | None:
+    value = table.get("kinds")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{at} must be a non-empty array of item kinds ({_KINDS})")
+    for kind in value:
+        if not isinstance(kind, str) or kind not in {k.value for k in ItemKind}:
+            raise ConfigError(f"{at}: {kind!r} is not an item kind ({_KINDS})")
+    return frozenset(value)
+
+
+def _agencies(table: Mapping[str, Any], at: str) -> tuple[AgencyPattern, ...] | None:
+    value = table.get("agencies")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{at} must be a non-empty array of agency codes")
+    patterns = []
+    for text in value:
+        code = text[:-2] if isinstance(text, str) and text.endswith(".*") else text
+        if not isinstance(code, str) or not _AGENCY.fullmatch(code):
+            raise ConfigError(
+                f"{at}: {text!r} is not an agency code (letters, digits, '.', '_', '-'), "
+                "optionally ending in '.*' for the agency and everything under it"
+            )
+        patterns.append(AgencyPattern.parse(text))
+    return tuple(patterns)
+
+
+def _amount_range(table: Mapping[str, Any], at: str) -> tuple[int | None, int | None]:
+    found: list[int | None] = []
+    for key in ("min_amount", "max_amount"):
+        value = table.get(key)
+        if value is not None and (type(value) is not int or not 1 <= value <= MAX_ROUTING_AMOUNT):
+            raise ConfigError(
+                f"{at}.{key} must be an integer number of VND, 1–{MAX_ROUTING_AMOUNT:,}"
+            )
+        found.append(value)
+    low, high = found
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{at}: min_amount {low:,} is above max_amount {high:,}")
+    return low, high
 
 
 def resolve_database_url(url: str, base: Path) -> str:

@@ -23,6 +23,13 @@ from hypothesis import strategies as st
 from payhub.app import check_banks
 from payhub.connectors.registry import available_protocols
 from payhub.errors import ConfigError
+from payhub.routing import (
+    AgencyPattern,
+    BankScope,
+    BreakerPolicy,
+    PreferenceRule,
+    RoutingSettings,
+)
 from payhub.settings import (
     SUPPORTED_TIMEZONE,
     Settings,
@@ -650,6 +657,156 @@ def test_bank_options_rejected_by_the_connector_name_the_bank(
         check_banks(settings)
 
 
+# --- routing ------------------------------------------------------------------------------
+
+
+def routing_doc(doc: Doc) -> Doc:
+    """``doc`` with a second bank and a full ``[routing]`` section."""
+    doc["banks"]["momo"] = {"connector": "momo"}
+    doc["routing"] = {
+        "order": ["vnpay", "momo"],
+        "breaker": {
+            "failure_threshold": 3,
+            "failure_rate_percent": 40,
+            "min_calls": 20,
+            "window_seconds": 120,
+            "open_seconds": 15,
+        },
+        "banks": {
+            "momo": {
+                "min_amount": 10_000,
+                "max_amount": 20_000_000,
+                "kinds": ["fee", "charge"],
+                "agencies": ["H29.*", "BNV"],
+            }
+        },
+        "rules": [{"kinds": ["tax"], "agencies": ["H01.*"], "prefer": ["momo"]}],
+    }
+    return doc
+
+
+def test_the_routing_section_becomes_routing_settings(doc: Doc, tmp_path: Path) -> None:
+    routing = parse(routing_doc(doc), tmp_path).routing
+    assert routing == RoutingSettings(
+        order=("vnpay", "momo"),
+        breaker=BreakerPolicy(
+            failure_threshold=3,
+            failure_rate_percent=40,
+            min_calls=20,
+            window_seconds=120,
+            open_seconds=15,
+        ),
+        banks={
+            "momo": BankScope(
+                min_amount=10_000,
+                max_amount=20_000_000,
+                kinds=frozenset({"fee", "charge"}),
+                agencies=(AgencyPattern("H29", below=True), AgencyPattern("BNV")),
+            )
+        },
+        rules=(
+            PreferenceRule(
+                prefer=("momo",),
+                kinds=frozenset({"tax"}),
+                agencies=(AgencyPattern("H01", below=True),),
+            ),
+        ),
+    )
+
+
+def test_without_a_routing_section_routing_keeps_its_defaults(doc: Doc, tmp_path: Path) -> None:
+    assert parse(doc, tmp_path).routing == RoutingSettings()
+    assert RoutingSettings().breaker == BreakerPolicy(
+        failure_threshold=5, failure_rate_percent=50, min_calls=10, window_seconds=60,
+        open_seconds=30,
+    )  # fmt: skip
+    doc["routing"] = {"breaker": {"open_seconds": 60}}
+    routing = parse(doc, tmp_path).routing
+    assert routing.breaker.open_seconds == 60 and routing.breaker.failure_threshold == 5
+    assert routing.order == () and routing.banks == {} and routing.rules == ()
+
+
+def test_the_default_bank_must_lead_the_routing_order(doc: Doc, tmp_path: Path) -> None:
+    routing_doc(doc)["routing"]["order"] = ["momo", "vnpay"]
+    rejected(doc, tmp_path, "hub.default_bank", "'vnpay'", "routing.order")
+    del doc["hub"]["default_bank"]
+    assert parse(doc, tmp_path).routing.order == ("momo", "vnpay")
+
+
+def _set(doc: Doc, path: str, value: Any) -> None:
+    *parents, last = path.split("/")
+    node: Any = doc
+    for step in parents:
+        node = node[int(step)] if step.isdigit() else node[step]
+    key: Any = int(last) if last.isdigit() else last
+    if value is DELETE:
+        del node[key]
+    else:
+        node[key] = value
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "names"),
+    [
+        ("routing", ["vnpay"], ["routing must be a table"]),
+        ("routing/weights", {}, ["unknown key 'weights' in [routing]"]),
+        ("routing/order", "vnpay", ["routing.order", "array of bank names"]),
+        ("routing/order", [], ["routing.order", "array of bank names"]),
+        ("routing/order", ["vnpay", 5], ["routing.order", "array of bank names"]),
+        ("routing/order", ["vnpay", "acb"], ["routing.order", "'acb'", "not a configured bank"]),
+        ("routing/order", ["vnpay", "vnpay"], ["routing.order", "'vnpay'", "twice"]),
+        ("routing/breaker", 5, ["routing.breaker must be a table"]),
+        ("routing/breaker/half_open_calls", 1, ["'half_open_calls' in [routing.breaker]"]),
+        ("routing/breaker/failure_threshold", 0, ["routing.breaker.failure_threshold", "1–1000"]),
+        ("routing/breaker/failure_threshold", True, ["routing.breaker.failure_threshold"]),
+        ("routing/breaker/failure_rate_percent", 101, ["routing.breaker.failure_rate_percent"]),
+        ("routing/breaker/failure_rate_percent", 0.5, ["routing.breaker.failure_rate_percent"]),
+        ("routing/breaker/min_calls", 0, ["routing.breaker.min_calls"]),
+        ("routing/breaker/window_seconds", "60", ["routing.breaker.window_seconds"]),
+        ("routing/breaker/open_seconds", -1, ["routing.breaker.open_seconds", "1–3600"]),
+        ("routing/banks", [], ["routing.banks must be a table"]),
+        ("routing/banks/acb", {}, ["routing.banks.acb", "not a configured bank"]),
+        ("routing/banks/momo", "x", ["routing.banks.momo must be a table"]),
+        ("routing/banks/momo/weight", 1, ["'weight' in [routing.banks.momo]"]),
+        ("routing/banks/momo/min_amount", 0, ["routing.banks.momo.min_amount", "VND"]),
+        ("routing/banks/momo/max_amount", 1.5, ["routing.banks.momo.max_amount"]),
+        ("routing/banks/momo/max_amount", "20000000", ["routing.banks.momo.max_amount"]),
+        ("routing/banks/momo/max_amount", 5_000, ["routing.banks.momo", "above max_amount"]),
+        ("routing/banks/momo/kinds", [], ["routing.banks.momo.kinds", "fee, charge"]),
+        ("routing/banks/momo/kinds", "fee", ["routing.banks.momo.kinds"]),
+        ("routing/banks/momo/kinds", ["fee", "phí"], ["routing.banks.momo.kinds", "'phí'"]),
+        ("routing/banks/momo/kinds", ["FEE"], ["routing.banks.momo.kinds", "'FEE'"]),
+        ("routing/banks/momo/agencies", [], ["routing.banks.momo.agencies"]),
+        ("routing/banks/momo/agencies", ["H29*"], ["routing.banks.momo.agencies", "'H29*'"]),
+        ("routing/banks/momo/agencies", [".*"], ["routing.banks.momo.agencies", "'.*'"]),
+        ("routing/banks/momo/agencies", ["H 29"], ["routing.banks.momo.agencies"]),
+        ("routing/banks/momo/agencies", [29], ["routing.banks.momo.agencies", "29"]),
+        ("routing/rules", {"prefer": ["momo"]}, ["routing.rules must be an array"]),
+        ("routing/rules/0", "momo", ["routing.rules[0] must be a table"]),
+        ("routing/rules/0/prefer", DELETE, ["missing routing.rules[0].prefer"]),
+        ("routing/rules/0/prefer", ["acb"], ["routing.rules[0].prefer", "'acb'"]),
+        ("routing/rules/0/prefer", [], ["routing.rules[0].prefer"]),
+        ("routing/rules/0/kinds", ["tip"], ["routing.rules[0].kinds", "'tip'"]),
+        ("routing/rules/0/agencies", "H01", ["routing.rules[0].agencies"]),
+        ("routing/rules/0/min_amount", -5, ["routing.rules[0].min_amount"]),
+        ("routing/rules/0/bank", "momo", ["'bank' in [routing.rules[0]]"]),
+    ],
+)
+def test_routing_values_are_checked(
+    doc: Doc, tmp_path: Path, path: str, value: Any, names: list[str]
+) -> None:
+    _set(routing_doc(doc), path, value)
+    rejected(doc, tmp_path, *names)
+
+
+def test_a_rule_that_matches_everything_is_refused(doc: Doc, tmp_path: Path) -> None:
+    routing_doc(doc)["routing"]["rules"] = [{"prefer": ["momo"]}]
+    rejected(doc, tmp_path, "routing.rules[0] matches every payment")
+
+
 # --- properties ---------------------------------------------------------------------------
 
 KEYS = [
@@ -657,10 +814,13 @@ KEYS = [
     "port", "default_bank", "signing_keys", "rate_limit_per_second", "kid",
     "private_key_file", "retired", "callback_url", "keys", "whsec", "keyid", "algorithm",
     "public_key", "public_key_file", "secret_file", "connector", "demo", "vnpay",
+    "routing", "order", "breaker", "rules", "prefer", "kinds", "agencies", "min_amount",
+    "max_amount", "failure_threshold", "failure_rate_percent", "open_seconds",
 ]  # fmt: skip
 LIKELY_VALUES = [
     "sqlite:///x.db", "postgresql://h/db", SUPPORTED_TIMEZONE, "http://h", "ed25519",
     "hmac-sha256", "keys/hub.pem", "keys/other.secret", "keys", "whsec_", "vnpay", "",
+    "fee", "H29.*",
 ]  # fmt: skip
 SCALARS = (
     st.booleans()
@@ -705,7 +865,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 @pytest.fixture(name="valid", scope="module")
 def _valid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Doc, Path]:
     base = tmp_path_factory.mktemp("valid")
-    return settings_document(base, "sqlite:///payhub.db", PORT)[0], base
+    return routing_doc(settings_document(base, "sqlite:///payhub.db", PORT)[0]), base
 
 
 @settings(
