@@ -52,9 +52,7 @@ def test_text_pattern_is_the_text_rule(value: str) -> None:
     name_rule = schemas.Text(rq.NAME_MAX_LENGTH)
     description_rule = schemas.Text(rq.DESCRIPTION_MAX_LENGTH, required=False)
     assert (re.search(required["pattern"], value) is not None) == _accepts(name_rule, value)
-    assert (re.search(optional["pattern"], value) is not None) == _accepts(
-        description_rule, value
-    )
+    assert (re.search(optional["pattern"], value) is not None) == _accepts(description_rule, value)
 
 
 def test_forbidden_characters_are_the_refused_categories() -> None:
