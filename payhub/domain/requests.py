@@ -74,6 +74,7 @@ __all__ = [
     "REFUND_REQUIRED",
     "RETURN_URL_MAX_LENGTH",
     "RETURN_URL_PATTERN",
+    "WHITESPACE",
     "DossierFields",
     "DossierRef",
     "Item",
@@ -108,25 +109,36 @@ DEFAULT_EXPIRES_IN: Final = 900
 # matches (``fullmatch``), so document and behaviour cannot disagree. Python ``re`` and
 # ECMA-262 read them alike.
 #
+# Whitespace is what ``str.strip`` removes, spelled out: ``\s`` differs between Python,
+# ECMA-262 and Rust (U+001C-U+001F, U+FEFF), and validators of all three read the document.
+WHITESPACE: Final = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+    r"\u205f\u3000"
+)
+_WS = f"[{WHITESPACE}]*"
 # "." and ".." are excluded: URL normalisation removes them from /v1/dossiers/{code}.
-DOSSIER_CODE_PATTERN: Final = rf"^\s*(?!\.\.?\s*$)[A-Za-z0-9._-]{{1,{DOSSIER_CODE_MAX_LENGTH}}}\s*$"
-ID_NUMBER_PATTERN: Final = r"^\s*(?:[0-9]{9}|[0-9]{12})?\s*$"
+DOSSIER_CODE_PATTERN: Final = (
+    rf"^{_WS}(?!\.\.?{_WS}$)[A-Za-z0-9._-]{{1,{DOSSIER_CODE_MAX_LENGTH}}}{_WS}$"
+)
+ID_NUMBER_PATTERN: Final = rf"^{_WS}(?:[0-9]{{9}}|[0-9]{{12}})?{_WS}$"
 # Separators may stand anywhere; stored as 0 + the 9-digit mobile or 10-digit landline.
 _SEP = r"[ .()\-]*"
 PHONE_PATTERN: Final = (
-    rf"^\s*(?:{_SEP}(?:\+{_SEP}8{_SEP}4|0{_SEP}0{_SEP}8{_SEP}4|8{_SEP}4|0){_SEP}"
-    rf"(?:[35789]{_SEP}(?:[0-9]{_SEP}){{8}}|2{_SEP}(?:[0-9]{_SEP}){{9}}))?\s*$"
+    rf"^{_WS}(?:{_SEP}(?:\+{_SEP}8{_SEP}4|0{_SEP}0{_SEP}8{_SEP}4|8{_SEP}4|0){_SEP}"
+    rf"(?:[35789]{_SEP}(?:[0-9]{_SEP}){{8}}|2{_SEP}(?:[0-9]{_SEP}){{9}}))?{_WS}$"
 )
 # https to a host name or IPv4 address (no credentials, no IPv6 literal), or http to this
 # machine; an optional port 0-65535; then visible ASCII. Schemes are case-insensitive.
 _PORT = (
-    r"(?::(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])?)?"
+    r"(?::(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5])?)?"
 )
 RETURN_URL_PATTERN: Final = (
-    r"^\s*(?:[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9._~!$&'()*+,;=%-]+"
+    f"^{_WS}"
+    r"(?:[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9._~!$&'()*+,;=%-]+"
     r"|[Hh][Tt][Tt][Pp]://(?:[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|127\.0\.0\.1|\[::1\]))"
     + _PORT
-    + r"(?:[/?#][!-~]*)?\s*$"
+    + rf"(?:[/?#][!-~]*)?{_WS}$"
 )
 LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 # A 64 KiB body can name thousands of bad fields; the answer stays small.
