@@ -223,13 +223,13 @@ class Text:
             return {**document, "const": self.choices[0]}
         if self.choices:
             return {**document, "enum": list(self.choices)}
-        if self.required:
+        if self.required or not self.blank_absent:
             document["minLength"] = 1
         document["maxLength"] = self.max_length
         if self.grammar is not None:
             document["pattern"] = self.grammar.pattern
         else:
-            document["pattern"] = _text_pattern(self.required and self.blank_absent)
+            document["pattern"] = _text_pattern(self.required or not self.blank_absent)
         return document
 
 
@@ -368,11 +368,6 @@ class Item(_Body):
         return domain.Item(ItemKind(self.kind), self.code, self.description, self.amount)
 
 
-def _bank_message(bank: str, info: ValidationInfo) -> str:
-    banks = ", ".join(sorted(_known_banks(info))) or "none configured"
-    return f"unknown bank (configured: {banks})"
-
-
 def _known_banks(info: ValidationInfo) -> Collection[str]:
     context = info.context or {}
     banks: Collection[str] = context.get("known_banks", ())
@@ -477,7 +472,8 @@ class PaymentRequest(_Body):
     @classmethod
     def _configured(cls, bank: str | None, info: ValidationInfo) -> str | None:
         if bank is not None and bank not in _known_banks(info):
-            raise _refuse(_bank_message(bank, info))
+            configured = ", ".join(sorted(_known_banks(info))) or "none configured"
+            raise _refuse(f"unknown bank (configured: {configured})")
         return bank
 
     @field_validator("expires_in")

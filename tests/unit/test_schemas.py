@@ -269,3 +269,6 @@ def test_blank_bank_is_refused_blank_text_is_absent() -> None:
     with pytest.raises(ProblemError) as caught:
         schemas.parse_payment_request({**body, "bank": " "}, known_banks={"vnpay"})
     assert [e.field for e in caught.value.errors] == ["bank"]
+    bank = _document()["PaymentRequest"]["properties"]["bank"]  # no banks named: free text
+    assert re.search(bank["pattern"], " ") is None and bank["minLength"] == 1
+    assert re.search(bank["pattern"], " vnpay ") is not None
