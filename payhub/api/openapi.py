@@ -1,60 +1,43 @@
-"""The OpenAPI 3.1 document the hub serves at ``GET /v1/openapi.json``.
+"""The OpenAPI 3.1 document the hub serves at ``GET /v1/openapi.json``, generated.
 
 CONTRACT.md fixes the wire format; this document is where everything the contract leaves
-open is written down for portal developers. The request-body limits are not restated
-here: they are read from ``payhub.domain.requests`` (and the problem codes from
-``payhub.errors``), the same constants the validator enforces, so the document cannot
-promise what the hub refuses. Everything is plain JSON values (dicts, lists, str, int,
-bool, None) so the web layer can ``json.dumps`` it as it is.
+open is written down for portal developers. Every body schema and every query parameter
+is generated from the models that validate them (``payhub.api.schemas``) or describe them
+(``payhub.api.responses``), so the document cannot promise what the hub refuses. What is
+written here is only what no model holds: the routes, the security scheme, and which
+problems each route can answer (codes from ``payhub.errors``). Everything is plain JSON
+values so the web layer can ``json.dumps`` it as it is.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Final
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from payhub import __version__
-from payhub.domain import requests as rq
-from payhub.domain.money import CURRENCY, MAX_PAYMENT, MIN_PAYMENT
-from payhub.domain.states import EVENT_TYPE, PaymentStatus
+from payhub.api import responses as answers
+from payhub.api import schemas
+from payhub.domain.requests import DOSSIER_CODE_PATTERN
 from payhub.errors import PROBLEM_CODES
 
-__all__ = ["EVENT_TYPES", "PROBLEM_WHEN", "openapi_document"]
+__all__ = ["EVENT_TYPES", "EXAMPLE_PAYMENT_REQUEST", "PROBLEM_WHEN", "openapi_document"]
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-
-EVENT_TYPES: Final = (
-    *(event for event in EVENT_TYPE.values() if event is not None),
-    "refund.succeeded",
-    "refund.failed",
-    "dossier.overpaid",
-)
-REFUND_STATUSES: Final = ("pending", "succeeded", "failed")
-DOSSIER_STATUSES: Final = ("unpaid", "pending", "paid", "overpaid")
-RECONCILIATION_STATUSES: Final = ("completed", "failed")
-DISCREPANCY_CLASSES: Final = (
-    "matched",
-    "settled_by_statement",
-    "missing_at_bank",
-    "unknown_reference",
-    "amount_mismatch",
-    "duplicate",
-    "status_mismatch",
-    "previous_day",
-    "next_day",
-)
-MAX_EVENTS_PAGE: Final = 500
-DEFAULT_EVENTS_PAGE: Final = 100
-# JSON Schema has no case-insensitive flag; the validator also takes upper-case schemes.
-RETURN_URL_PATTERN: Final = r"^(https://|http://(localhost|127\.0\.0\.1|\[::1\])([:/?#]|$))"
+EVENT_TYPES: Final = answers.EVENT_TYPES
+EXAMPLE_PAYMENT_REQUEST: Final = schemas.EXAMPLE_PAYMENT_REQUEST
 
 # When each problem is answered (CONTRACT §2 for the fixed ones).
 PROBLEM_WHEN: Final[dict[str, str]] = {
-    "malformed_request": "the body is not JSON or not an object, or a header has bad syntax "
-    "(an Idempotency-Key that is not 1–255 visible ASCII characters)",
-    "idempotency_key_required": "the request needs an Idempotency-Key header",
+    "malformed_request": "the body is not JSON or not an object, or a header has bad syntax",
+    "idempotency_key_required": "the request needs an Idempotency-Key header of 1–255 "
+    "visible ASCII characters",
     "digest_mismatch": "Content-Digest is missing or does not match the body",
     "signature_missing": "no Signature / Signature-Input fields",
     "signature_invalid": "wrong signature, unknown keyid, wrong alg, or a required component "
@@ -72,13 +55,15 @@ PROBLEM_WHEN: Final[dict[str, str]] = {
     "payload_too_large": "a JSON body over 64 KiB, or a statement over the configured limit",
     "unsupported_media_type": "the body is not application/json (statements: not "
     "multipart/form-data)",
-    "validation_failed": "a field or a business rule is violated; `errors` lists every field",
+    "validation_failed": "a field, a query parameter or a business rule is violated; "
+    "`errors` lists every one with its JSON path",
     "refund_not_supported": "the payment's bank cannot refund online",
     "rate_limited": "too many requests from this portal; wait for Retry-After seconds",
     "internal_error": "the hub failed; the answer carries the request id to report",
     "bank_unavailable": "no configured bank could accept the order now; nothing stays pending "
     "and the same Idempotency-Key may be retried",
-    "not_ready": "the database is unreachable or its migrations are not current",
+    "not_ready": "the database is unreachable or its migrations are not current, or the hub "
+    "is shutting down",
 }
 
 # Problems any signed /v1 request may get, and those only a request with a body may get.
@@ -105,7 +90,8 @@ declared as API-key headers and must be sent together). Every `/v1/*` request ex
 * Covered components, at least: `"@method"`, `"@path"`, `"@query"` (when the URL has
   one), `"content-digest"` and `"content-type"` when there is a body, and
   `"idempotency-key"` when that header is present.
-* `Content-Digest` (RFC 9530) with `sha-256` or `sha-512` of the raw body.
+* A request with a body carries `Content-Digest` (RFC 9530), `sha-256` or `sha-512` of the
+  raw body, e.g. `sha-256=:<base64>:`; missing or wrong: `400 digest_mismatch`.
 * Parameters: `created` (required, within ±300 s of the hub's clock), `keyid` (required;
   a key registered for one portal or finance user), `nonce` (required; accepted once per
   keyid within 600 s), `alg` (optional; must equal the key's registered algorithm).
@@ -116,438 +102,89 @@ A portal's key opens `/v1/payments`, `/v1/dossiers` and `/v1/events`, and only e
 that portal's objects (another portal's is `404 not_found`); a finance user's key opens
 `/v1/finance/*`."""
 
-
-def _ref(kind: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _schema(name: str) -> dict[str, str]:
-    return _ref("schemas", name)
-
-
-def _text(max_length: int, description: str, *, nullable: bool = False) -> dict[str, Any]:
-    return {
-        "type": ["string", "null"] if nullable else "string",
-        "minLength": 1,
-        "maxLength": max_length,
-        "description": description,
-    }
-
-
-def _amount(description: str) -> dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": MIN_PAYMENT,
-        "maximum": MAX_PAYMENT,
-        "description": description,
-    }
-
-
-def _closed(
-    properties: dict[str, Any], required: Iterable[str], description: str
-) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": description,
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
-
-
-def _open(properties: dict[str, Any], required: Iterable[str], description: str) -> dict[str, Any]:
-    """A response object: clients should ignore fields added in later versions."""
-    return {
-        "type": "object",
-        "description": description,
-        "properties": properties,
-        "required": list(required),
-    }
-
-
-_TEXT_NOTE: Final = (
-    " Stored NFC-normalised and stripped of surrounding whitespace; control and format "
-    "characters are refused; the length is counted after normalisation."
+_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    schemas.PaymentRequest,
+    schemas.RefundRequest,
+    answers.ResolveRequest,
+    answers.ReconciliationUpload,
+    answers.Payment,
+    answers.PaymentList,
+    answers.Refund,
+    answers.DossierSummary,
+    answers.EventPage,
+    answers.WebhookPayload,
+    answers.ReconciliationRun,
+    answers.ReconciliationRunDetail,
+    answers.ReconciliationException,
+    answers.JwkSet,
+    answers.Status,
+    answers.Problem,
 )
 
 
-def _request_schemas(banks: Collection[str] | None) -> dict[str, Any]:
-    bank: dict[str, Any] = {
-        "type": ["string", "null"],
-        "description": "A configured bank code; absent or null: the hub chooses the bank.",
-    }
-    if banks is not None:
-        bank["enum"] = [*sorted(banks), None]
-    return {
-        "DossierInput": _closed(
-            {
-                "code": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": rq.DOSSIER_CODE_MAX_LENGTH,
-                    "pattern": rq.DOSSIER_CODE_PATTERN,
-                    "description": "The portal's dossier code; it appears in URL paths.",
-                },
-                "procedure_code": _text(
-                    rq.CODE_MAX_LENGTH, "Administrative procedure code.", nullable=True
-                ),
-                "agency_code": _text(rq.CODE_MAX_LENGTH, "The receiving agency's code."),
-                "agency_name": _text(
-                    rq.NAME_MAX_LENGTH, "The agency's name." + _TEXT_NOTE, nullable=True
-                ),
-            },
-            rq.DOSSIER_REQUIRED,
-            "The dossier (hồ sơ) the payment settles.",
-        ),
-        "PayerInput": _closed(
-            {
-                "name": _text(rq.NAME_MAX_LENGTH, "The payer's full name." + _TEXT_NOTE),
-                "id_number": {
-                    "type": ["string", "null"],
-                    "pattern": rq.ID_NUMBER_PATTERN,
-                    "description": "CMND (9 digits) or CCCD (12 digits). Never returned.",
-                },
-                "phone": {
-                    "type": ["string", "null"],
-                    "maxLength": rq.CODE_MAX_LENGTH,
-                    "pattern": rq.PHONE_PATTERN,
-                    "description": "A Vietnamese number (`0…`, `+84…`, `84…`; spaces, dots, "
-                    "dashes allowed): a mobile of 9 digits after the 0, or a landline of 10 "
-                    "digits starting 02. Stored as `0` + digits. Never returned.",
-                },
-            },
-            rq.PAYER_REQUIRED,
-            "Who pays. `id_number` and `phone` are kept for the receipt, never returned.",
-        ),
-        "Item": _closed(
-            {
-                "kind": {"type": "string", "enum": [kind.value for kind in rq.ItemKind]},
-                "code": _text(
-                    rq.CODE_MAX_LENGTH,
-                    "The fee's code; payments covering the same codes of a dossier twice "
-                    "make it `overpaid`.",
-                ),
-                "description": _text(rq.DESCRIPTION_MAX_LENGTH, "Shown to the payer." + _TEXT_NOTE),
-                "amount": _amount("VND, a whole number."),
-            },
-            rq.ITEM_REQUIRED,
-            "One line of the bill.",
-        ),
-        "PaymentRequest": {
-            **_closed(
-                {
-                    "dossier": _schema("DossierInput"),
-                    "payer": _schema("PayerInput"),
-                    "items": {
-                        "type": "array",
-                        "minItems": rq.MIN_ITEMS,
-                        "maxItems": rq.MAX_ITEMS,
-                        "items": _schema("Item"),
-                    },
-                    "amount": _amount("VND; must equal the sum of `items[].amount`."),
-                    "currency": {"type": "string", "const": CURRENCY},
-                    "bank": bank,
-                    "return_url": {
-                        "type": "string",
-                        "format": "uri",
-                        "maxLength": rq.RETURN_URL_MAX_LENGTH,
-                        "pattern": RETURN_URL_PATTERN,
-                        "description": "Where the bank sends the payer back: https, or "
-                        "http only to localhost, 127.0.0.1 or [::1]; ASCII, no credentials.",
-                    },
-                    "expires_in": {
-                        "type": ["integer", "null"],
-                        "minimum": rq.MIN_EXPIRES_IN,
-                        "maximum": rq.MAX_EXPIRES_IN,
-                        "default": rq.DEFAULT_EXPIRES_IN,
-                        "description": "Seconds the payer has to pay.",
-                    },
-                    "description": _text(
-                        rq.DESCRIPTION_MAX_LENGTH, "Free text." + _TEXT_NOTE, nullable=True
-                    ),
-                },
-                rq.PAYMENT_REQUIRED,
-                "A payment order. Unknown fields are refused at every level "
-                "(`validation_failed`, one entry per field in `errors`). A string that is "
-                "empty after stripping counts as absent; `null` for an optional field too.",
-            ),
-            "examples": [EXAMPLE_PAYMENT_REQUEST],
-        },
-        "RefundRequest": _closed(
-            {
-                "amount": _amount(
-                    "VND; all refunds of a payment together never exceed its amount."
-                ),
-                "reason": _text(
-                    rq.DESCRIPTION_MAX_LENGTH, "Why; default empty." + _TEXT_NOTE, nullable=True
-                ),
-            },
-            rq.REFUND_REQUIRED,
-            "A (partial) refund of a succeeded payment.",
-        ),
-        "ResolveRequest": {
-            "type": "object",
-            "properties": {
-                "resolution": {"type": "string", "minLength": 1},
-                "note": {"type": "string"},
-            },
-            "required": ["resolution"],
-            "description": "How finance settled a reconciliation exception.",
-        },
-        "ReconciliationUpload": _closed(
-            {
-                "bank": {"type": "string", "description": "The configured bank code."},
-                "business_date": {"type": "string", "format": "date"},
-                "statement": {
-                    "type": "string",
-                    "contentMediaType": "application/octet-stream",
-                    "description": "The bank's statement file for that business day.",
-                },
-            },
-            ("bank", "business_date", "statement"),
-            "A statement to reconcile.",
-        ),
-    }
+# --------------------------------------------------------------------------- schemas
 
 
-_TIMESTAMP: Final = {
-    "type": "string",
-    "format": "date-time",
-    "description": "RFC 3339 with the +07:00 offset.",
-}
-_NULLABLE_TIMESTAMP: Final = {**_TIMESTAMP, "type": ["string", "null"]}
+def _tidy(node: Any) -> Any:
+    """Pydantic's JSON Schema in the document's plain style.
+
+    Titles go (the component name says it), ``anyOf: [X, null]`` becomes ``type: [x,
+    "null"]`` where X is a plain typed schema, and ``default: null`` is dropped.
+    """
+    if isinstance(node, list):
+        return [_tidy(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" or (key == "default" and value is None):
+            continue
+        if key in ("properties", "$defs"):
+            out[key] = {name: _tidy(schema) for name, schema in value.items()}
+        else:
+            out[key] = _tidy(value)
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(option for option in options if option != {"type": "null"})
+        if isinstance(other.get("type"), str):
+            del out["anyOf"]
+            out = {**other, **out, "type": [other["type"], "null"]}
+    return out
 
 
-def _response_schemas() -> dict[str, Any]:
-    payment_fields = {
-        "id": {"type": "string", "pattern": "^pay_"},
-        "status": {
-            "type": "string",
-            "enum": [status.value for status in PaymentStatus],
-            "description": "`pending` (awaiting the payer) and `unknown` (the hub is finding "
-            "out from the bank) may become `succeeded`, `failed`, `expired` or "
-            "`cancelled`; those are final.",
-        },
-        "dossier": _schema("PaymentDossier"),
-        "amount": {"type": "integer"},
-        "currency": {"type": "string", "const": CURRENCY},
-        "items": {"type": "array", "items": _schema("Item")},
-        "bank": {"type": "string"},
-        "bank_reference": {
-            "type": "string",
-            "description": "The reference the bank knows the order by; for a transfer the "
-            "payer types it into the memo.",
-        },
-        "payment_url": {"type": ["string", "null"], "format": "uri"},
-        "qr": {"type": ["string", "null"], "description": "EMVCo QR payload."},
-        "created_at": _TIMESTAMP,
-        "expires_at": _TIMESTAMP,
-        "paid_at": _NULLABLE_TIMESTAMP,
-        "refunded_amount": {
-            "type": "integer",
-            "minimum": 0,
-            "description": "Grows with succeeded refunds; equals `amount` when fully refunded "
-            "(the status stays `succeeded`).",
-        },
-        "failure_code": {"type": ["string", "null"]},
-    }
-    refund_fields = {
-        "id": {"type": "string", "pattern": "^rfd_"},
-        "payment_id": {"type": "string", "pattern": "^pay_"},
-        "amount": {"type": "integer", "minimum": MIN_PAYMENT},
-        "status": {"type": "string", "enum": list(REFUND_STATUSES)},
-        "created_at": _TIMESTAMP,
-    }
-    run_fields = {
-        "id": {"type": "string", "pattern": "^rec_"},
-        "bank": {"type": "string"},
-        "business_date": {"type": "string", "format": "date"},
-        "status": {"type": "string", "enum": list(RECONCILIATION_STATUSES)},
-        "counts": {
-            "type": "object",
-            "additionalProperties": {"type": "integer"},
-            "description": "Lines per discrepancy class.",
-        },
-        "totals": {
-            "type": "object",
-            "additionalProperties": {"type": "integer"},
-            "description": "VND per discrepancy class.",
-        },
-    }
-    return {
-        "PaymentDossier": _open(
-            {
-                "code": {"type": "string"},
-                "procedure_code": {"type": ["string", "null"]},
-                "agency_code": {"type": "string"},
-                "agency_name": {"type": ["string", "null"]},
-            },
-            rq.DOSSIER_FIELDS,
-            "The dossier as the portal sent it.",
-        ),
-        "Payment": _open(
-            payment_fields,
-            payment_fields,
-            "The payment object. The payer's id number and phone are never returned.",
-        ),
-        "PaymentList": _open(
-            {"data": {"type": "array", "items": _schema("Payment")}},
-            ("data",),
-            "This portal's payments for one dossier.",
-        ),
-        "Refund": _open(refund_fields, refund_fields, "A refund of a payment."),
-        "DossierSummary": _open(
-            {
-                "code": {"type": "string"},
-                "payments": {"type": "array", "items": _schema("Payment")},
-                "paid_amount": {"type": "integer", "minimum": 0},
-                "refunded_amount": {"type": "integer", "minimum": 0},
-                "status": {
-                    "type": "string",
-                    "enum": list(DOSSIER_STATUSES),
-                    "description": "`overpaid`: more than one succeeded payment covers the "
-                    "same item codes.",
-                },
-            },
-            ("code", "payments", "paid_amount", "refunded_amount", "status"),
-            "Everything this portal paid for one dossier.",
-        ),
-        "Event": _open(
-            {
-                "id": {"type": "string", "pattern": "^evt_"},
-                "type": {"type": "string", "enum": list(EVENT_TYPES)},
-                "timestamp": _TIMESTAMP,
-                "data": {"anyOf": [_schema("Payment"), _schema("Refund")]},
-            },
-            ("id", "type", "timestamp", "data"),
-            "A state change of a payment or refund; `id` is the webhook-id of its delivery.",
-        ),
-        "EventPage": _open(
-            {
-                "data": {"type": "array", "items": _schema("Event")},
-                "has_more": {"type": "boolean"},
-            },
-            ("data", "has_more"),
-            "Events in creation order; ask again with `after` = the last id while `has_more`.",
-        ),
-        "WebhookPayload": _open(
-            {
-                "type": {"type": "string", "enum": list(EVENT_TYPES)},
-                "timestamp": _TIMESTAMP,
-                "data": {"anyOf": [_schema("Payment"), _schema("Refund")]},
-            },
-            ("type", "timestamp", "data"),
-            "The body of an event delivery (Standard Webhooks).",
-        ),
-        "ReconciliationRun": _open(
-            run_fields, run_fields, "One reconciliation of a bank's statement for a day."
-        ),
-        "ReconciliationRunDetail": {
-            "allOf": [
-                _schema("ReconciliationRun"),
-                {
-                    "type": "object",
-                    "properties": {
-                        "exceptions": {
-                            "type": "array",
-                            "items": _schema("ReconciliationException"),
-                        }
-                    },
-                    "required": ["exceptions"],
-                },
-            ]
-        },
-        "ReconciliationException": _open(
-            {
-                "id": {"type": "string"},
-                "class": {"type": "string", "enum": list(DISCREPANCY_CLASSES)},
-                "resolution": {"type": ["string", "null"]},
-                "note": {"type": ["string", "null"]},
-            },
-            ("id", "class"),
-            "A statement line or hub payment that did not match cleanly.",
-        ),
-        "JwkSet": _open(
-            {
-                "keys": {
-                    "type": "array",
-                    "items": _open(
-                        {
-                            "kty": {"type": "string", "const": "OKP"},
-                            "crv": {"type": "string", "const": "Ed25519"},
-                            "kid": {"type": "string"},
-                            "x": {"type": "string", "description": "base64url public key"},
-                            "use": {"type": "string"},
-                            "alg": {"type": "string"},
-                        },
-                        ("kty", "crv", "kid", "x"),
-                        "An Ed25519 public key (RFC 8037).",
-                    ),
-                }
-            },
-            ("keys",),
-            "The hub's webhook-signing keys, current and still-valid old ones (RFC 7517).",
-        ),
-        "Status": _open(
-            {"status": {"type": "string"}}, ("status",), "An operations probe's answer."
-        ),
-        "FieldError": _open(
-            {
-                "field": {
-                    "type": "string",
-                    "description": "JSON path: `amount`, `dossier.code`, `items[0].amount`.",
-                },
-                "message": {"type": "string"},
-            },
-            ("field", "message"),
-            "One invalid field.",
-        ),
-        "Problem": _open(
-            {
-                "type": {
-                    "type": "string",
-                    "format": "uri",
-                    "description": "`urn:payhub:problem:<code>`",
-                },
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "code": {"type": "string", "enum": list(PROBLEM_CODES)},
-                "errors": {"type": "array", "items": _schema("FieldError")},
-            },
-            ("type", "title", "status", "detail", "code"),
-            "An RFC 9457 problem; every 4xx/5xx answer is one.\n\n"
-            + "\n".join(
-                f"* `{code}` ({status}): {PROBLEM_WHEN[code]}"
-                for code, (status, _title) in PROBLEM_CODES.items()
-            ),
-        ),
-    }
+@cache
+def _component_schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "validation") for model in _MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    generated: dict[str, Any] = _tidy(top["$defs"])
+    return generated
 
 
-EXAMPLE_PAYMENT_REQUEST: Final = {
-    "dossier": {
-        "code": "H29.17-261127-0001",
-        "procedure_code": "1.004227",
-        "agency_code": "H29.17",
-        "agency_name": "UBND quận Ba Đình",
-    },
-    "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
-    "items": [
-        {
-            "kind": "charge",
-            "code": "LPTB",
-            "description": "Lệ phí trước bạ xe máy",
-            "amount": 2400000,
-        },
-        {"kind": "fee", "code": "PCD", "description": "Phí cấp đăng ký", "amount": 150000},
-    ],
-    "amount": 2550000,
-    "currency": "VND",
-    "bank": "vnpay",
-    "return_url": "https://portal.example/dossiers/H29.17-261127-0001/paid",
-    "expires_in": 900,
-}
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI parameters; values are strings on the wire."""
+    schema = _tidy(model.model_json_schema())
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        if isinstance(prop.get("type"), list):  # a query value is never null
+            prop["type"] = next(kind for kind in prop["type"] if kind != "null")
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if description:
+            parameter["description"] = description
+        parameter["schema"] = prop
+        parameters.append(parameter)
+    return parameters
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
 
 
 def _problems(*codes: str) -> dict[str, Any]:
@@ -562,7 +199,7 @@ def _problems(*codes: str) -> dict[str, Any]:
             "content": {
                 PROBLEM_JSON: {
                     "schema": {
-                        "allOf": [_schema("Problem")],
+                        "allOf": [_ref("schemas", "Problem")],
                         "properties": {"code": {"enum": group}},
                     }
                 }
@@ -574,330 +211,306 @@ def _problems(*codes: str) -> dict[str, Any]:
     return responses
 
 
-def _json(schema_name: str, description: str, **extra: Any) -> dict[str, Any]:
-    return {
+def _json(schema_name: str, description: str, *, replayed: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
-        "content": {JSON: {"schema": _schema(schema_name)}},
-        **extra,
+        "content": {JSON: {"schema": _ref("schemas", schema_name)}},
     }
+    if replayed:
+        response["headers"] = {"Idempotency-Replayed": _ref("headers", "IdempotencyReplayed")}
+    return response
 
 
-def _json_body(schema_name: str) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": _schema(schema_name)}}}
-
-
-_REPLAYED: Final = {"headers": {"Idempotency-Replayed": _ref("headers", "IdempotencyReplayed")}}
-
-
-def _operation(
-    operation_id: str,
-    tag: str,
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    parameters: Iterable[dict[str, Any]] = (),
-    request_body: dict[str, Any] | None = None,
-    unsigned: bool = False,
-    description: str | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "tags": [tag],
-        "summary": summary,
-    }
-    if description:
-        operation["description"] = description
-    params = list(parameters)
-    if params:
-        operation["parameters"] = params
-    if request_body is not None:
-        operation["requestBody"] = request_body
-    if unsigned:
-        operation["security"] = []
-    operation["responses"] = responses
-    return operation
-
-
-def _paths() -> dict[str, Any]:
-    idempotency = _ref("parameters", "IdempotencyKey")
-    digest = _ref("parameters", "ContentDigest")
-    payment_id = _ref("parameters", "PaymentId")
+def _path_parameter(name: str, pattern: str, description: str) -> dict[str, Any]:
     return {
-        "/v1/payments": {
-            "post": _operation(
-                "createPayment",
-                "payments",
-                "Create a payment order",
-                {
-                    "201": _json("Payment", "Created; the order is placed at a bank."),
-                    "200": _json(
-                        "Payment",
-                        "The same Idempotency-Key and body were seen within 24 h: "
-                        "the payment created then.",
-                        **_REPLAYED,
-                    ),
-                    **_problems(*_SIGNED, *_WITH_BODY, *_IDEMPOTENT, "bank_unavailable"),
-                },
-                parameters=[idempotency, digest],
-                request_body=_json_body("PaymentRequest"),
-                description="The body is validated completely: a `validation_failed` answer "
-                "lists every invalid field in `errors`. `amount` must equal the sum of the "
-                "items; `bank`, when given, must be configured. Retry with the same "
-                "Idempotency-Key after a timeout or `bank_unavailable`.",
-            ),
-            "get": _operation(
-                "listPayments",
-                "payments",
-                "This portal's payments for a dossier",
-                {
-                    "200": _json("PaymentList", "The payments, oldest first."),
-                    **_problems(*_SIGNED, "validation_failed"),
-                },
-                parameters=[
-                    {
-                        "name": "dossier",
-                        "in": "query",
-                        "required": True,
-                        "schema": {
-                            "type": "string",
-                            "pattern": rq.DOSSIER_CODE_PATTERN,
-                        },
-                    }
-                ],
-            ),
-        },
-        "/v1/payments/{id}": {
-            "get": _operation(
-                "getPayment",
-                "payments",
-                "One payment",
-                {
-                    "200": _json("Payment", "The payment."),
-                    **_problems(*_SIGNED, "not_found"),
-                },
-                parameters=[payment_id],
-            ),
-        },
-        "/v1/payments/{id}/cancel": {
-            "post": _operation(
-                "cancelPayment",
-                "payments",
-                "Cancel a pending payment",
-                {
-                    "200": _json("Payment", "The payment, now `cancelled`."),
-                    **_problems(*_SIGNED, *_WITH_BODY, "not_found", "invalid_state"),
-                },
-                parameters=[payment_id],
-                request_body={
-                    "required": False,
-                    "content": {JSON: {"schema": {"type": "object", "maxProperties": 0}}},
-                },
-                description="Only a `pending` or `unknown` payment can be cancelled; "
-                "otherwise `409 invalid_state`. No body, or `{}`.",
-            ),
-        },
-        "/v1/payments/{id}/refunds": {
-            "post": _operation(
-                "createRefund",
-                "payments",
-                "Refund (part of) a succeeded payment",
-                {
-                    "201": _json("Refund", "The refund, `pending` until the bank answers."),
-                    "200": _json(
-                        "Refund",
-                        "The same Idempotency-Key and body were seen before: that refund.",
-                        **_REPLAYED,
-                    ),
-                    **_problems(
-                        *_SIGNED,
-                        *_WITH_BODY,
-                        *_IDEMPOTENT,
-                        "not_found",
-                        "invalid_state",
-                        "refund_not_supported",
-                        "bank_unavailable",
-                    ),
-                },
-                parameters=[payment_id, idempotency, digest],
-                request_body=_json_body("RefundRequest"),
-                description="Refunds of a payment never add up to more than its amount "
-                "(`validation_failed`); only a `succeeded` payment can be refunded "
-                "(`invalid_state`).",
-            ),
-        },
-        "/v1/dossiers/{code}": {
-            "get": _operation(
-                "getDossier",
-                "dossiers",
-                "What this portal's payments did for a dossier",
-                {
-                    "200": _json("DossierSummary", "The dossier."),
-                    **_problems(*_SIGNED, "not_found"),
-                },
-                parameters=[
-                    {
-                        "name": "code",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": rq.DOSSIER_CODE_PATTERN},
-                    }
-                ],
-            ),
-        },
-        "/v1/events": {
-            "get": _operation(
-                "listEvents",
-                "events",
-                "Events this portal missed",
-                {
-                    "200": _json("EventPage", "Events after `after`, in creation order."),
-                    **_problems(*_SIGNED, "validation_failed"),
-                },
-                parameters=[
-                    {
-                        "name": "after",
-                        "in": "query",
-                        "required": False,
-                        "description": "The last event id seen; absent: from the first.",
-                        "schema": {"type": "string", "pattern": "^evt_"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_EVENTS_PAGE,
-                            "default": DEFAULT_EVENTS_PAGE,
-                        },
-                    },
-                ],
-            ),
-        },
-        "/v1/finance/reconciliations": {
-            "post": _operation(
-                "createReconciliation",
-                "finance",
-                "Reconcile a bank statement",
-                {
-                    "201": _json("ReconciliationRun", "The run, finished."),
-                    **_problems(*_SIGNED, *_WITH_BODY),
-                },
-                parameters=[digest],
-                request_body={
-                    "required": True,
-                    "content": {"multipart/form-data": {"schema": _schema("ReconciliationUpload")}},
-                },
-                description="Finance users only. The statement may be up to the configured "
-                "limit (default 256 MiB).",
-            ),
-        },
-        "/v1/finance/reconciliations/{id}": {
-            "get": _operation(
-                "getReconciliation",
-                "finance",
-                "A reconciliation run and its exceptions",
-                {
-                    "200": _json("ReconciliationRunDetail", "The run."),
-                    **_problems(*_SIGNED, "not_found"),
-                },
-                parameters=[_ref("parameters", "ReconciliationId")],
-            ),
-        },
-        "/v1/finance/reconciliations/{id}/report.csv": {
-            "get": _operation(
-                "getReconciliationReport",
-                "finance",
-                "The run as CSV",
-                {
-                    "200": {
-                        "description": "One line per statement line and per unmatched hub "
-                        "payment, with its discrepancy class.",
-                        "content": {"text/csv": {"schema": {"type": "string"}}},
-                    },
-                    **_problems(*_SIGNED, "not_found"),
-                },
-                parameters=[_ref("parameters", "ReconciliationId")],
-            ),
-        },
-        "/v1/finance/exceptions/{id}/resolve": {
-            "post": _operation(
-                "resolveException",
-                "finance",
-                "Record how an exception was settled",
-                {
-                    "200": _json("ReconciliationException", "The exception, resolved."),
-                    **_problems(*_SIGNED, *_WITH_BODY, "not_found"),
-                },
-                parameters=[
-                    {
-                        "name": "id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    digest,
-                ],
-                request_body=_json_body("ResolveRequest"),
-            ),
-        },
-        "/v1/openapi.json": {
-            "get": _operation(
-                "getOpenApi",
-                "operations",
-                "This document",
-                {
-                    "200": {
-                        "description": "OpenAPI 3.1.",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-                unsigned=True,
-            ),
-        },
-        "/.well-known/jwks.json": {
-            "get": _operation(
-                "getJwks",
-                "operations",
-                "The hub's webhook-signing public keys",
-                {"200": _json("JwkSet", "The JWK Set.")},
-                unsigned=True,
-            ),
-        },
-        "/healthz": {
-            "get": _operation(
-                "healthz",
-                "operations",
-                "The process is alive",
-                {"200": _json("Status", "Alive.")},
-                unsigned=True,
-            ),
-        },
-        "/readyz": {
-            "get": _operation(
-                "readyz",
-                "operations",
-                "The database is reachable and its migrations are current",
-                {"200": _json("Status", "Ready."), **_problems("not_ready")},
-                unsigned=True,
-            ),
-        },
-        "/metrics": {
-            "get": _operation(
-                "metrics",
-                "operations",
-                "Prometheus metrics",
-                {
-                    "200": {
-                        "description": "Prometheus text exposition format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                unsigned=True,
-            ),
-        },
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
     }
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """One route as the document shows it; bodies and queries come from their models."""
+
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    answers: dict[str, Any]
+    problems: tuple[str, ...] = ()
+    parameters: tuple[dict[str, Any], ...] = ()
+    query: type[BaseModel] | None = None
+    body: dict[str, Any] | None = None
+    description: str | None = None
+    unsigned: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def render(self) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "operationId": self.operation_id,
+            "tags": [self.tag],
+            "summary": self.summary,
+        }
+        if self.description:
+            operation["description"] = self.description
+        parameters = list(self.parameters)
+        if self.query is not None:
+            parameters += _query_parameters(self.query)
+        if parameters:
+            operation["parameters"] = parameters
+        if self.body is not None:
+            operation["requestBody"] = self.body
+        if self.unsigned:
+            operation["security"] = []
+        operation["responses"] = {**self.answers, **_problems(*self.problems)}
+        return operation
+
+
+def _body(schema_name: str, media_type: str = JSON) -> dict[str, Any]:
+    return {"required": True, "content": {media_type: {"schema": _ref("schemas", schema_name)}}}
+
+
+_IDEMPOTENCY = _ref("parameters", "IdempotencyKey")
+_PAYMENT_ID = _ref("parameters", "PaymentId")
+_RECONCILIATION_ID = _ref("parameters", "ReconciliationId")
+_DOSSIER_CODE = _path_parameter(
+    "code",
+    DOSSIER_CODE_PATTERN,
+    "The dossier code, by the same grammar as `dossier.code` on create; a code outside it "
+    "is `404 not_found`, since no payment can carry it.",
+)
+
+_OPERATIONS: Final = (
+    _Operation(
+        "post",
+        "/v1/payments",
+        "createPayment",
+        "payments",
+        "Create a payment order",
+        {
+            "201": _json("Payment", "Created; the order is placed at a bank."),
+            "200": _json(
+                "Payment",
+                "The same Idempotency-Key and body were seen within 24 h: the payment "
+                "created then.",
+                replayed=True,
+            ),
+        },
+        (*_SIGNED, *_WITH_BODY, *_IDEMPOTENT, "bank_unavailable"),
+        parameters=(_IDEMPOTENCY,),
+        body=_body("PaymentRequest"),
+        description="The body is validated completely: a `validation_failed` answer lists "
+        "every invalid field in `errors`. Beyond the schema: `amount` must equal the sum of "
+        "`items[].amount` and `bank`, when given, must be configured (both "
+        "`validation_failed`). Retry with the same Idempotency-Key after a timeout or "
+        "`bank_unavailable`.",
+    ),
+    _Operation(
+        "get",
+        "/v1/payments",
+        "listPayments",
+        "payments",
+        "This portal's payments for a dossier",
+        {"200": _json("PaymentList", "The payments, oldest first (none: an empty list).")},
+        (*_SIGNED, "validation_failed"),
+        query=schemas.PaymentListQuery,
+        description="Any other query parameter is `validation_failed`.",
+    ),
+    _Operation(
+        "get",
+        "/v1/payments/{id}",
+        "getPayment",
+        "payments",
+        "One payment",
+        {"200": _json("Payment", "The payment.")},
+        (*_SIGNED, "not_found"),
+        parameters=(_PAYMENT_ID,),
+    ),
+    _Operation(
+        "post",
+        "/v1/payments/{id}/cancel",
+        "cancelPayment",
+        "payments",
+        "Cancel a pending payment",
+        {"200": _json("Payment", "The payment, now `cancelled`.")},
+        (*_SIGNED, *_WITH_BODY, "not_found", "invalid_state"),
+        parameters=(_PAYMENT_ID,),
+        body={
+            "required": False,
+            "content": {JSON: {"schema": {"type": "object", "maxProperties": 0}}},
+        },
+        description="Only a `pending` or `unknown` payment can be cancelled; otherwise "
+        "`409 invalid_state`. No body, or `{}`.",
+    ),
+    _Operation(
+        "post",
+        "/v1/payments/{id}/refunds",
+        "createRefund",
+        "payments",
+        "Refund (part of) a succeeded payment",
+        {
+            "201": _json("Refund", "The refund, `pending` until the bank answers."),
+            "200": _json(
+                "Refund",
+                "The same Idempotency-Key and body were seen before: that refund.",
+                replayed=True,
+            ),
+        },
+        (
+            *_SIGNED,
+            *_WITH_BODY,
+            *_IDEMPOTENT,
+            "not_found",
+            "invalid_state",
+            "refund_not_supported",
+            "bank_unavailable",
+        ),
+        parameters=(_PAYMENT_ID, _IDEMPOTENCY),
+        body=_body("RefundRequest"),
+        description="Refunds of a payment never add up to more than its amount "
+        "(`validation_failed`); only a `succeeded` payment can be refunded "
+        "(`invalid_state`).",
+    ),
+    _Operation(
+        "get",
+        "/v1/dossiers/{code}",
+        "getDossier",
+        "dossiers",
+        "What this portal's payments did for a dossier",
+        {"200": _json("DossierSummary", "The dossier.")},
+        (*_SIGNED, "not_found"),
+        parameters=(_DOSSIER_CODE,),
+        description="`404 not_found` when this portal has no payment for the dossier.",
+    ),
+    _Operation(
+        "get",
+        "/v1/events",
+        "listEvents",
+        "events",
+        "Events this portal missed",
+        {"200": _json("EventPage", "Events after `after`, in creation order.")},
+        (*_SIGNED, "validation_failed"),
+        query=schemas.EventsQuery,
+        description="`after` that is not an event of this portal, a `limit` outside 1–500 or "
+        "not ASCII digits, and any other parameter are `validation_failed`.",
+    ),
+    _Operation(
+        "post",
+        "/v1/finance/reconciliations",
+        "createReconciliation",
+        "finance",
+        "Reconcile a bank statement",
+        {"201": _json("ReconciliationRun", "The run, finished.")},
+        (*_SIGNED, *_WITH_BODY),
+        body=_body("ReconciliationUpload", "multipart/form-data"),
+        description="Finance users only. The statement may be up to the configured limit "
+        "(default 256 MiB).",
+    ),
+    _Operation(
+        "get",
+        "/v1/finance/reconciliations/{id}",
+        "getReconciliation",
+        "finance",
+        "A reconciliation run and its exceptions",
+        {"200": _json("ReconciliationRunDetail", "The run.")},
+        (*_SIGNED, "not_found"),
+        parameters=(_RECONCILIATION_ID,),
+    ),
+    _Operation(
+        "get",
+        "/v1/finance/reconciliations/{id}/report.csv",
+        "getReconciliationReport",
+        "finance",
+        "The run as CSV",
+        {
+            "200": {
+                "description": "One line per statement line and per unmatched hub payment, "
+                "with its discrepancy class.",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        },
+        (*_SIGNED, "not_found"),
+        parameters=(_RECONCILIATION_ID,),
+    ),
+    _Operation(
+        "post",
+        "/v1/finance/exceptions/{id}/resolve",
+        "resolveException",
+        "finance",
+        "Record how an exception was settled",
+        {"200": _json("ReconciliationException", "The exception, resolved.")},
+        (*_SIGNED, *_WITH_BODY, "not_found"),
+        parameters=({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},),
+        body=_body("ResolveRequest"),
+    ),
+    _Operation(
+        "get",
+        "/v1/openapi.json",
+        "getOpenApi",
+        "operations",
+        "This document",
+        {
+            "200": {
+                "description": "OpenAPI 3.1.",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            }
+        },
+        unsigned=True,
+    ),
+    _Operation(
+        "get",
+        "/.well-known/jwks.json",
+        "getJwks",
+        "operations",
+        "The hub's webhook-signing public keys",
+        {"200": _json("JwkSet", "The JWK Set.")},
+        unsigned=True,
+    ),
+    _Operation(
+        "get",
+        "/healthz",
+        "healthz",
+        "operations",
+        "The process is alive",
+        {"200": _json("Status", "Alive.")},
+        unsigned=True,
+    ),
+    _Operation(
+        "get",
+        "/readyz",
+        "readyz",
+        "operations",
+        "The database is reachable and its migrations are current",
+        {"200": _json("Status", "Ready.")},
+        ("not_ready",),
+        unsigned=True,
+    ),
+    _Operation(
+        "get",
+        "/metrics",
+        "metrics",
+        "operations",
+        "Prometheus metrics",
+        {
+            "200": {
+                "description": "Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+        unsigned=True,
+    ),
+)
+
+
+def _paths(operations: Iterable[_Operation]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for operation in operations:
+        paths.setdefault(operation.path, {})[operation.method] = operation.render()
+    return paths
 
 
 def _webhooks() -> dict[str, Any]:
@@ -933,7 +546,7 @@ def _webhooks() -> dict[str, Any]:
                         "the portal has a `whsec_` secret.",
                     ),
                 ],
-                "requestBody": _json_body("WebhookPayload"),
+                "requestBody": _body("WebhookPayload"),
                 "responses": {
                     "2XX": {"description": "Delivered."},
                     "410": {"description": "Disable this endpoint."},
@@ -944,6 +557,12 @@ def _webhooks() -> dict[str, Any]:
 
 
 def _components(banks: Collection[str] | None) -> dict[str, Any]:
+    component_schemas = copy.deepcopy(_component_schemas())
+    if banks is not None:
+        bank = component_schemas["PaymentRequest"]["properties"]["bank"]
+        for constraint in ("pattern", "minLength", "maxLength"):
+            bank.pop(constraint, None)
+        bank["enum"] = [*sorted(banks), None]
     return {
         "securitySchemes": {
             "Signature": {
@@ -975,26 +594,8 @@ def _components(banks: Collection[str] | None) -> dict[str, Any]:
                     "pattern": "^[!-~]{1,255}$",
                 },
             },
-            "ContentDigest": {
-                "name": "Content-Digest",
-                "in": "header",
-                "required": True,
-                "description": "RFC 9530 digest of the raw body, `sha-256` or `sha-512`, "
-                "e.g. `sha-256=:<base64>:`. Covered by the signature.",
-                "schema": {"type": "string"},
-            },
-            "PaymentId": {
-                "name": "id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^pay_"},
-            },
-            "ReconciliationId": {
-                "name": "id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^rec_"},
-            },
+            "PaymentId": _path_parameter("id", "^pay_", "A payment id."),
+            "ReconciliationId": _path_parameter("id", "^rec_", "A reconciliation run id."),
         },
         "headers": {
             "IdempotencyReplayed": {
@@ -1008,7 +609,7 @@ def _components(banks: Collection[str] | None) -> dict[str, Any]:
                 "schema": {"type": "integer", "minimum": 0},
             },
         },
-        "schemas": {**_request_schemas(banks), **_response_schemas()},
+        "schemas": component_schemas,
     }
 
 
@@ -1018,7 +619,7 @@ def openapi_document(public_url: str, *, banks: Collection[str] | None = None) -
     ``banks``, when given, lists the configured bank codes as the enum of
     ``PaymentRequest.bank``; without it the field is documented as free text.
     """
-    document = {
+    return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "info": {
@@ -1027,9 +628,9 @@ def openapi_document(public_url: str, *, banks: Collection[str] | None = None) -
             "summary": "Online-fee payments for public-service portals.",
             "description": "Portals create payment orders for dossiers and learn the outcome "
             "from signed webhooks or `GET /v1/events`; finance users reconcile bank "
-            "statements. All amounts are whole VND (integers); all timestamps are RFC 3339 "
-            "with the +07:00 offset. Every error is an RFC 9457 problem "
-            "(`application/problem+json`) whose `code` says what happened.",
+            "statements. All amounts are whole VND (JSON integers: `1.0` is refused); all "
+            "timestamps are RFC 3339 with the +07:00 offset. Every error is an RFC 9457 "
+            "problem (`application/problem+json`) whose `code` says what happened.",
         },
         "servers": [{"url": public_url.rstrip("/") or "/"}],
         "security": [{"Signature": [], "SignatureInput": []}],
@@ -1040,9 +641,7 @@ def openapi_document(public_url: str, *, banks: Collection[str] | None = None) -
             {"name": "finance", "description": "Reconciliation (finance users)."},
             {"name": "operations", "description": "Unsigned: discovery and probes."},
         ],
-        "paths": _paths(),
+        "paths": copy.deepcopy(_paths(_OPERATIONS)),
         "webhooks": _webhooks(),
         "components": _components(banks),
     }
-    # Module-level pieces (examples, timestamp schemas) must not be shared with a caller.
-    return copy.deepcopy(document)

@@ -1,14 +1,15 @@
-"""Portal request bodies, parsed and validated into frozen values (CONTRACT §3).
+"""Portal request bodies as frozen domain values, and the rules they obey (CONTRACT §3).
 
-The web layer hands over the decoded JSON; everything after this module works on
-``PaymentRequest`` / ``RefundRequestBody`` and never sees raw input again. The checks are
-hand-written rather than a JSON Schema library because this runs once per payment on the
-hot path, and because the contract wants *every* field error in one answer, with JSON paths
-(``items[0].amount``, ``dossier.code``) the portal can point at.
+Everything after the web layer works on ``PaymentRequest`` / ``RefundRequestBody`` and
+never sees raw input again. The wire form of these bodies (types, required fields, every
+field error with its JSON path) is declared once in ``payhub.api.schemas``, which builds
+these values and from which the served OpenAPI document is generated; this module keeps
+what the domain itself needs and knows: the limits, the value types, the canonical form
+and fingerprint, and the rules a JSON Schema cannot say (phone normalisation, the return
+URL policy, the dossier-code grammar). It imports no web or schema library.
 
 Limits. The first seven rows are the contract's (the ASCII, credential and length rules on
-``return_url`` are ours); the rest are ours. The OpenAPI document is built from these same
-constants, so the two cannot drift:
+``return_url`` are ours); the rest are ours:
 
 =========================================  ==============================================
 ``dossier.code``                           1–64 of ``[A-Za-z0-9._-]``, not ``.`` or ``..``
@@ -29,15 +30,6 @@ constants, so the two cannot drift:
 ``payer.phone``                            optional; Vietnamese number, stored as ``0…``
 ``refund.amount`` / ``refund.reason``      1 … 100,000,000,000 / optional, ≤ 255 chars
 =========================================  ==============================================
-
-Every string is NFC-normalised (Vietnamese arrives both precomposed and decomposed, and
-the two must compare, hash and store the same) and stripped; a string that is empty after
-stripping counts as missing, and ``null`` for an optional field counts as absent. Lengths
-are counted in code points after normalisation. Control, format and surrogate characters
-are rejected: they end up in bank memos, logs and UTF-8 columns. Types are strict: a JSON
-``true`` is not an integer and ``1.0`` or ``"100"`` is not an amount. Unknown fields are
-rejected at every level, so a typo in an optional field name is an error, not a silent
-default.
 """
 
 from __future__ import annotations
@@ -45,15 +37,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, TypedDict
 from urllib.parse import urlsplit
 
 from payhub.domain.money import CURRENCY, MAX_PAYMENT, MIN_PAYMENT
-from payhub.errors import FieldError, ProblemError
 
 __all__ = [
     "CODE_MAX_LENGTH",
@@ -69,9 +59,11 @@ __all__ = [
     "LOCAL_HOSTS",
     "MAX_EXPIRES_IN",
     "MAX_ITEMS",
+    "MAX_PAYMENT",
     "MAX_REPORTED_ERRORS",
     "MIN_EXPIRES_IN",
     "MIN_ITEMS",
+    "MIN_PAYMENT",
     "NAME_MAX_LENGTH",
     "PAYER_FIELDS",
     "PAYER_REQUIRED",
@@ -81,6 +73,8 @@ __all__ = [
     "REFUND_FIELDS",
     "REFUND_REQUIRED",
     "RETURN_URL_MAX_LENGTH",
+    "RETURN_URL_PATTERN",
+    "WHITESPACE",
     "DossierFields",
     "DossierRef",
     "Item",
@@ -92,13 +86,13 @@ __all__ = [
     "PaymentRequestFields",
     "RefundFields",
     "RefundRequestBody",
-    "parse_payment_request",
-    "parse_refund_request",
+    "fingerprint_of",
+    "is_dossier_code",
+    "normalise_phone",
+    "return_url_problem",
 ]
 
 DOSSIER_CODE_MAX_LENGTH: Final = 64
-# "." and ".." are excluded: URL normalisation removes them from /v1/dossiers/{code}.
-DOSSIER_CODE_PATTERN: Final = rf"^(?!\.\.?$)[A-Za-z0-9._-]{{1,{DOSSIER_CODE_MAX_LENGTH}}}$"
 CODE_MAX_LENGTH: Final = 64
 NAME_MAX_LENGTH: Final = 255
 DESCRIPTION_MAX_LENGTH: Final = 255
@@ -108,9 +102,44 @@ MAX_ITEMS: Final = 50
 MIN_EXPIRES_IN: Final = 300
 MAX_EXPIRES_IN: Final = 86_400
 DEFAULT_EXPIRES_IN: Final = 900
-ID_NUMBER_PATTERN: Final = r"^(?:[0-9]{9}|[0-9]{12})$"
-# What is accepted on input (separators allowed); the stored form is always 0 + 9 or 10 digits.
-PHONE_PATTERN: Final = r"^(?:\+84|0084|84|0)[0-9 .()-]{9,16}$"
+
+# The grammars below are written for the value *as sent*: surrounding whitespace is
+# stripped before use, so it is allowed around them, and an optional field may be blank
+# (it then counts as absent). The same text is the OpenAPI ``pattern`` and what the hub
+# matches (``fullmatch``), so document and behaviour cannot disagree. Python ``re`` and
+# ECMA-262 read them alike.
+#
+# Whitespace is what ``str.strip`` removes, spelled out: ``\s`` differs between Python,
+# ECMA-262 and Rust (U+001C-U+001F, U+FEFF), and validators of all three read the document.
+WHITESPACE: Final = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+    r"\u205f\u3000"
+)
+_WS = f"[{WHITESPACE}]*"
+# "." and ".." are excluded: URL normalisation removes them from /v1/dossiers/{code}.
+DOSSIER_CODE_PATTERN: Final = (
+    rf"^{_WS}(?!\.\.?{_WS}$)[A-Za-z0-9._-]{{1,{DOSSIER_CODE_MAX_LENGTH}}}{_WS}$"
+)
+ID_NUMBER_PATTERN: Final = rf"^{_WS}(?:[0-9]{{9}}|[0-9]{{12}})?{_WS}$"
+# Separators may stand anywhere; stored as 0 + the 9-digit mobile or 10-digit landline.
+_SEP = r"[ .()\-]*"
+PHONE_PATTERN: Final = (
+    rf"^{_WS}(?:{_SEP}(?:\+{_SEP}8{_SEP}4|0{_SEP}0{_SEP}8{_SEP}4|8{_SEP}4|0){_SEP}"
+    rf"(?:[35789]{_SEP}(?:[0-9]{_SEP}){{8}}|2{_SEP}(?:[0-9]{_SEP}){{9}}))?{_WS}$"
+)
+# https to a host name or IPv4 address (no credentials, no IPv6 literal), or http to this
+# machine; an optional port 0-65535; then visible ASCII. Schemes are case-insensitive.
+_PORT = (
+    r"(?::(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5])?)?"
+)
+RETURN_URL_PATTERN: Final = (
+    f"^{_WS}"
+    r"(?:[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9._~!$&'()*+,;=%-]+"
+    r"|[Hh][Tt][Tt][Pp]://(?:[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|127\.0\.0\.1|\[::1\]))"
+    + _PORT
+    + rf"(?:[/?#][!-~]*)?{_WS}$"
+)
 LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 # A 64 KiB body can name thousands of bad fields; the answer stays small.
 MAX_REPORTED_ERRORS: Final = 100
@@ -295,146 +324,32 @@ class RefundRequestBody:
         return fingerprint_of(self.canonical())
 
 
-# --------------------------------------------------------------------------- parsing
+# --------------------------------------------------------------------------- rules
 
-_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Cc control, Cf format (bidi overrides, zero-width), Cs lone surrogates (not UTF-8), Co private.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
 _DOSSIER_CODE = re.compile(DOSSIER_CODE_PATTERN)
-_ID_NUMBER = re.compile(ID_NUMBER_PATTERN)
 _PHONE_SEPARATORS = re.compile(r"[ .()\-]")
 _MOBILE = re.compile(r"[35789][0-9]{8}")
 _LANDLINE = re.compile(r"2[0-9]{9}")
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ITEM_KINDS: Final = {kind.value: kind for kind in ItemKind}
-_KIND_LIST: Final = ", ".join(_ITEM_KINDS)
-
-_MISSING: Final = object()
+_RETURN_URL = re.compile(RETURN_URL_PATTERN)
 
 
-def _child(prefix: str, key: object) -> str:
-    """The JSON path of ``key`` under ``prefix``; odd keys are quoted so paths stay readable."""
-    if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
-        return f"{prefix}.{key}" if prefix else key
-    quoted = json.dumps(str(key), ensure_ascii=True)
-    return f"{prefix}[{quoted}]"
+def is_dossier_code(code: str) -> bool:
+    """Whether ``code`` (already stripped) is a dossier code, in a body, a query or a path.
+
+    One grammar for create, ``GET /v1/payments?dossier=`` and ``/v1/dossiers/{code}``, so a
+    code that create refuses can never be looked up either. ``fullmatch``, not ``$``: a
+    trailing newline must not pass.
+    """
+    return _DOSSIER_CODE.fullmatch(code) is not None
 
 
-class _Fields:
-    """Collects field errors across the whole body so the portal gets them all at once."""
-
-    __slots__ = ("errors",)
-
-    def __init__(self) -> None:
-        self.errors: list[FieldError] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.errors.append(FieldError(field, message))
-
-    def obj(
-        self, value: object, path: str, allowed: Collection[str]
-    ) -> Mapping[str, object] | None:
-        if not isinstance(value, dict):
-            self.add(path, "must be an object")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.add(_child(path, key), "unknown field")
-        return value
-
-    def text(
-        self,
-        data: Mapping[str, object],
-        key: str,
-        path: str,
-        *,
-        max_length: int,
-        required: bool,
-    ) -> str | None:
-        """A normalised string, or None when absent (an error too if it is required)."""
-        field = _child(path, key)
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.add(field, "is required")
-            return None
-        if type(value) is not str:
-            self.add(field, "must be a string")
-            return None
-        if value.isascii():
-            value = value.strip()
-            if _ASCII_CONTROL.search(value):
-                self.add(field, "must not contain control or format characters")
-                return None
-        else:
-            value = unicodedata.normalize("NFC", value).strip()
-            for char in value:
-                if char < "\x7f" and char >= "\x20":
-                    continue
-                if char < "\x80" or unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-                    self.add(field, "must not contain control or format characters")
-                    return None
-        if not value:
-            if required:
-                self.add(field, "is required")
-            return None
-        if len(value) > max_length:
-            self.add(field, f"must be at most {max_length} characters")
-            return None
-        return value
-
-    def integer(
-        self,
-        data: Mapping[str, object],
-        key: str,
-        path: str,
-        *,
-        minimum: int,
-        maximum: int,
-        required: bool,
-    ) -> int | None:
-        field = _child(path, key)
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.add(field, "is required")
-            return None
-        if type(value) is not int:
-            self.add(field, "must be an integer")
-            return None
-        if value < minimum:
-            self.add(field, f"must be at least {minimum}")
-            return None
-        if value > maximum:
-            self.add(field, f"must be at most {maximum}")
-            return None
-        return value
-
-    def raise_if_any(self) -> None:
-        if not self.errors:
-            return
-        total = len(self.errors)
-        first = self.errors[0]
-        if total == 1:
-            detail = f"{first.field}: {first.message}"
-        else:
-            detail = f"{total} fields are invalid; the first: {first.field}: {first.message}"
-        raise ProblemError("validation_failed", detail, errors=self.errors[:MAX_REPORTED_ERRORS])
-
-
-def _require_object(body: object) -> dict[str, object]:
-    if not isinstance(body, dict):
-        raise ProblemError("malformed_request", "the request body must be a JSON object")
-    return body
-
-
-def _normalise_phone(raw: str) -> str | None:
+def normalise_phone(raw: str) -> str | None:
     """``0`` + the national number, from the ways Vietnamese numbers are commonly written.
 
     Accepts ``0…``, ``+84…``, ``0084…`` and ``84…`` with spaces, dots, dashes or brackets;
     the national number is a mobile (9 digits starting 3, 5, 7, 8, 9) or a landline
-    (10 digits starting 2, the area-code plan since 2017).
+    (10 digits starting 2, the area-code plan since 2017). None when it is neither.
     """
     digits = _PHONE_SEPARATORS.sub("", raw)
     if digits.startswith("+84"):
@@ -452,7 +367,7 @@ def _normalise_phone(raw: str) -> str | None:
     return None
 
 
-def _return_url_problem(url: str) -> str | None:
+def return_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a return URL, or None; https only, except to this machine."""
     if not url.isascii() or _URL_FORBIDDEN.search(url):
         return "must be an ASCII URL without spaces or control characters"
@@ -468,186 +383,21 @@ def _return_url_problem(url: str) -> str | None:
         return "must not contain credentials"
     if parts.scheme == "http" and host not in LOCAL_HOSTS:
         return "must use https (http only for localhost, 127.0.0.1 or [::1])"
+    if _RETURN_URL.fullmatch(url) is None:
+        # What urlsplit lets through but the documented grammar does not (an IPv6 literal,
+        # odd host characters): refused, so the document's pattern is the whole rule.
+        return "must be an absolute https URL (host name or IPv4 address, optional port)"
     return None
 
 
-def _parse_item(fields: _Fields, value: object, path: str) -> Item | None:
-    data = fields.obj(value, path, ITEM_FIELDS)
-    if data is None:
-        return None
-    before = len(fields.errors)
-    kind_text = fields.text(data, "kind", path, max_length=CODE_MAX_LENGTH, required=True)
-    kind = None
-    if kind_text is not None:
-        kind = _ITEM_KINDS.get(kind_text)
-        if kind is None:
-            fields.add(f"{path}.kind", f"must be one of {_KIND_LIST}")
-    code = fields.text(data, "code", path, max_length=CODE_MAX_LENGTH, required=True)
-    description = fields.text(
-        data, "description", path, max_length=DESCRIPTION_MAX_LENGTH, required=True
-    )
-    amount = fields.integer(
-        data, "amount", path, minimum=MIN_PAYMENT, maximum=MAX_PAYMENT, required=True
-    )
-    if len(fields.errors) != before:
-        return None
-    assert kind is not None and code is not None and description is not None
-    assert amount is not None
-    return Item(kind, code, description, amount)
+def __getattr__(name: str) -> Any:
+    """``parse_payment_request`` / ``parse_refund_request`` for callers not yet moved.
 
-
-def _parse_items(fields: _Fields, value: object) -> tuple[Item, ...] | None:
-    if value is None:
-        fields.add("items", "is required")
-        return None
-    if not isinstance(value, list):
-        fields.add("items", "must be an array")
-        return None
-    if len(value) < MIN_ITEMS:
-        fields.add("items", f"must contain at least {MIN_ITEMS} item")
-        return None
-    if len(value) > MAX_ITEMS:
-        # Not looking inside: the portal has to split the bill anyway.
-        fields.add("items", f"must contain at most {MAX_ITEMS} items")
-        return None
-    items = [_parse_item(fields, entry, f"items[{index}]") for index, entry in enumerate(value)]
-    parsed = [item for item in items if item is not None]
-    return tuple(parsed) if len(parsed) == len(items) else None
-
-
-def parse_payment_request(body: object, *, known_banks: Collection[str]) -> PaymentRequest:
-    """Validate a ``POST /v1/payments`` body (already JSON-decoded).
-
-    Raises ``ProblemError("malformed_request")`` when the body is not a JSON object and
-    ``ProblemError("validation_failed", errors=[...])`` with every field error otherwise.
-    ``known_banks`` are the configured bank codes a portal may ask for by name.
+    Parsing is the web layer's job now (``payhub.api.schemas``); this forwarding keeps
+    older imports working without the domain importing that layer up front.
     """
-    data = _require_object(body)
-    fields = _Fields()
-    fields.obj(data, "", PAYMENT_FIELDS)
+    if name in ("parse_payment_request", "parse_refund_request"):
+        from payhub.api import schemas
 
-    dossier = None
-    raw_dossier = data.get("dossier")
-    if raw_dossier is None:
-        fields.add("dossier", "is required")
-    else:
-        dossier_data = fields.obj(raw_dossier, "dossier", DOSSIER_FIELDS)
-        if dossier_data is not None:
-            before = len(fields.errors)
-            code = fields.text(
-                dossier_data, "code", "dossier", max_length=DOSSIER_CODE_MAX_LENGTH, required=True
-            )
-            if code is not None and not _DOSSIER_CODE.fullmatch(code):
-                fields.add(
-                    "dossier.code",
-                    "must contain only A-Z, a-z, 0-9, '.', '_' and '-', and not be '.' or '..'",
-                )
-            procedure_code = fields.text(
-                dossier_data,
-                "procedure_code",
-                "dossier",
-                max_length=CODE_MAX_LENGTH,
-                required=False,
-            )
-            agency_code = fields.text(
-                dossier_data, "agency_code", "dossier", max_length=CODE_MAX_LENGTH, required=True
-            )
-            agency_name = fields.text(
-                dossier_data, "agency_name", "dossier", max_length=NAME_MAX_LENGTH, required=False
-            )
-            if len(fields.errors) == before:
-                assert code is not None and agency_code is not None
-                dossier = DossierRef(code, agency_code, procedure_code, agency_name)
-
-    payer = None
-    raw_payer = data.get("payer")
-    if raw_payer is None:
-        fields.add("payer", "is required")
-    else:
-        payer_data = fields.obj(raw_payer, "payer", PAYER_FIELDS)
-        if payer_data is not None:
-            before = len(fields.errors)
-            name = fields.text(
-                payer_data, "name", "payer", max_length=NAME_MAX_LENGTH, required=True
-            )
-            id_number = fields.text(
-                payer_data, "id_number", "payer", max_length=CODE_MAX_LENGTH, required=False
-            )
-            if id_number is not None and not _ID_NUMBER.fullmatch(id_number):
-                fields.add("payer.id_number", "must be 9 (CMND) or 12 (CCCD) digits")
-            phone = fields.text(
-                payer_data, "phone", "payer", max_length=CODE_MAX_LENGTH, required=False
-            )
-            if phone is not None:
-                phone = _normalise_phone(phone)
-                if phone is None:
-                    fields.add("payer.phone", "must be a Vietnamese phone number, e.g. 0912345678")
-            if len(fields.errors) == before:
-                assert name is not None
-                payer = Payer(name, id_number, phone)
-
-    items = _parse_items(fields, data.get("items"))
-    amount = fields.integer(
-        data, "amount", "", minimum=MIN_PAYMENT, maximum=MAX_PAYMENT, required=True
-    )
-    if items is not None and amount is not None:
-        total = sum(item.amount for item in items)
-        if total != amount:
-            fields.add("amount", f"must equal the sum of the item amounts ({total})")
-
-    currency = fields.text(data, "currency", "", max_length=CODE_MAX_LENGTH, required=True)
-    if currency is not None and currency != CURRENCY:
-        fields.add("currency", f"must be {CURRENCY!r}")
-
-    bank = fields.text(data, "bank", "", max_length=CODE_MAX_LENGTH, required=False)
-    if bank is not None and bank not in known_banks:
-        banks = ", ".join(sorted(known_banks)) or "none configured"
-        fields.add("bank", f"unknown bank (configured: {banks})")
-
-    return_url = fields.text(
-        data, "return_url", "", max_length=RETURN_URL_MAX_LENGTH, required=True
-    )
-    if return_url is not None:
-        problem = _return_url_problem(return_url)
-        if problem is not None:
-            fields.add("return_url", problem)
-
-    expires_in = fields.integer(
-        data, "expires_in", "", minimum=MIN_EXPIRES_IN, maximum=MAX_EXPIRES_IN, required=False
-    )
-    description = fields.text(
-        data, "description", "", max_length=DESCRIPTION_MAX_LENGTH, required=False
-    )
-
-    fields.raise_if_any()
-    assert dossier is not None and payer is not None and items is not None
-    assert amount is not None and currency is not None and return_url is not None
-    return PaymentRequest(
-        dossier=dossier,
-        payer=payer,
-        items=items,
-        amount=amount,
-        return_url=return_url,
-        currency=currency,
-        bank=bank,
-        expires_in=DEFAULT_EXPIRES_IN if expires_in is None else expires_in,
-        description=description,
-    )
-
-
-def parse_refund_request(body: object) -> RefundRequestBody:
-    """Validate a refund body: ``amount`` required, ``reason`` optional (default ``""``).
-
-    Whether the amount fits what is left to refund is the refund use case's business; here
-    it only has to be a plausible VND amount.
-    """
-    data = _require_object(body)
-    fields = _Fields()
-    fields.obj(data, "", REFUND_FIELDS)
-    amount = fields.integer(
-        data, "amount", "", minimum=MIN_PAYMENT, maximum=MAX_PAYMENT, required=True
-    )
-    reason = fields.text(data, "reason", "", max_length=DESCRIPTION_MAX_LENGTH, required=False)
-    fields.raise_if_any()
-    assert amount is not None
-    return RefundRequestBody(amount=amount, reason=reason or "")
+        return getattr(schemas, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.domain import requests as rq
 from payhub.domain.requests import (
     DossierRef,
@@ -19,8 +20,6 @@ from payhub.domain.requests import (
     Payer,
     PaymentRequest,
     RefundRequestBody,
-    parse_payment_request,
-    parse_refund_request,
 )
 from payhub.errors import ProblemError
 from tests.factories import CONTRACT_EXAMPLE
