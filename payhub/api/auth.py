@@ -8,6 +8,7 @@ request always gets the same problem code::
     keyid known             -> signature_invalid
     alg matches the key     -> signature_invalid
     created within ±300 s   -> signature_expired
+    body has Content-Digest -> digest_mismatch
     required coverage       -> signature_invalid
     Content-Digest matches  -> digest_mismatch
     signature verifies      -> signature_invalid
@@ -232,6 +233,10 @@ async def authenticate(
     if parsed.expires is not None and parsed.expires < moment:
         raise ProblemError("signature_expired", "The signature's expires time has passed.")
 
+    if request.body and "content-digest" not in fields:
+        # Checked before coverage: a client that sends no digest cannot cover one, and
+        # CONTRACT §2 names the missing digest, not the coverage it implies.
+        raise ProblemError("digest_mismatch", "A request with a body needs Content-Digest.")
     required = required_components(
         request.url,
         has_body=bool(request.body),
