@@ -276,8 +276,8 @@ class _HubVerifier(HTTPMessageVerifier):
 
     ``verify()`` would parse Signature-Input and Signature a second time (a sixth of
     the cost of a request), so this goes one level down to the library's own parser
-    and per-signature check. Both are private (checked against 3.0.0); a library
-    upgrade that changes them fails ``tests/unit/test_request_auth.py`` at once, never
+    and per-signature check. Both are private: the library is pinned to 3.0.0 and an
+    upgrade that changes them fails ``tests/unit/test_pinned_internals.py`` by name, never
     open (any exception there is ``signature_invalid``). Its time checks are switched off:
     the library compares ``created``/``expires`` with the real clock, the hub has
     already compared them with its own (possibly fake) one, and two clocks must never
