@@ -98,11 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
 
     bench = commands.add_parser(
-        "bench", help="signed durable creates per second, against a bare-aiohttp baseline"
+        "bench",
+        help="signed creates (Ed25519 and HMAC portals) and VNPay confirmations per second, "
+        "against bare aiohttp and the load generator's own ceiling",
     )
-    bench.add_argument("--requests", type=int, default=5000)
-    bench.add_argument("--concurrency", type=int, default=64)
-    bench.add_argument("--workers", type=int, default=1, help="hub processes sharing the port")
+    bench.add_argument(
+        "--requests", type=int, default=5000, help="requests per scenario (default 5000)"
+    )
+    bench.add_argument(
+        "--concurrency", type=int, default=64, help="requests in flight (default 64)"
+    )
+    bench.add_argument(
+        "--workers", type=int, default=1, help="serve --workers for the hub (default 1)"
+    )
+    bench.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure with N payments (and their events and audit entries) stored",
+    )
     bench.add_argument(
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
     )
@@ -183,8 +198,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.bench import run_bench
 
-        if args.requests < 1 or args.concurrency < 1 or args.workers < 1:
-            raise ConfigError("--requests, --concurrency and --workers must be at least 1")
+        if args.requests < 1 or args.concurrency < 1 or args.workers < 1 or args.preload < 0:
+            raise ConfigError(
+                "--requests, --concurrency and --workers must be at least 1, --preload at least 0"
+            )
         return asyncio.run(
             run_bench(
                 requests=args.requests,
@@ -192,6 +209,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 database_url=args.database_url,
                 as_json=args.json,
+                preload=args.preload,
             )
         )
     raise ConfigError(f"unknown command {command}")  # pragma: no cover - argparse guards
