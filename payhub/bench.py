@@ -283,7 +283,12 @@ def _create_body(run: str, index: int) -> dict[str, Any]:
         "amount": amount_a + amount_b,
         "currency": "VND",
         "items": [
-            {"kind": "charge", "code": "LPTB", "description": "Lệ phí trước bạ", "amount": amount_a},
+            {
+                "kind": "charge",
+                "code": "LPTB",
+                "description": "Lệ phí trước bạ",
+                "amount": amount_a,
+            },
             {"kind": "fee", "code": "PCD", "description": "Phí cấp đăng ký", "amount": amount_b},
         ],
         "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
