@@ -223,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     asyncio.run(_check_database(settings.database_url, args.config))
-    app = create_app(settings, simulators=args.simulators)
+    app = create_app(settings, simulators=args.simulators, freeze_at_start=True)
     web.run_app(
         app,
         host=args.host or settings.host,
