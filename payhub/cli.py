@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="share the port with other hub processes (SO_REUSEPORT), one per core",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N hub processes sharing the port (default 1); not with --simulators",
+    )
 
     simulate = commands.add_parser("simulate", help="run one bank simulator on its own")
     simulate.add_argument("bank")
@@ -221,8 +228,16 @@ def _serve(args: argparse.Namespace) -> int:
     from payhub.app import create_app
     from payhub.settings import load_settings
 
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and args.simulators:
+        raise ConfigError("--simulators keeps its banks in memory: run it with one worker")
     settings = load_settings(args.config)
     asyncio.run(_check_database(settings.database_url, args.config))
+    if args.workers > 1:
+        from payhub.workers import run_workers, worker_command
+
+        return run_workers(worker_command(str(args.config), args.host, args.port), args.workers)
     app = create_app(settings, simulators=args.simulators, freeze_at_start=True)
     web.run_app(
         app,
