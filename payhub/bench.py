@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from payhub.bench_load import HttpConnection, Outcome, http_request, send_all
 from payhub.errors import ConfigError
 from payhub.portal.client import encode_json, sign_headers
 
@@ -98,176 +99,7 @@ HMAC_PORTAL = "benchhmac"
 WARM_UP = 200
 
 
-# --- the load generator ------------------------------------------------------------------
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection: a request out, its whole answer back.
-
-    Far lighter than a full client (no header objects, no cookie jar), so that on a small
-    machine the generator takes as little of the CPU the server needs as it can. Answers
-    must carry ``Content-Length`` (aiohttp's do); anything else is a wrong answer.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        try:
-            answer = self._answer()
-        except ValueError as exc:
-            waiter.set_exception(exc)
-            return
-        if answer is not None:
-            waiter.set_result(answer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("the server closed the connection"))
-
-    def _answer(self) -> tuple[int, bytes] | None:
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        head = bytes(buffer[:end]).lower()
-        at = head.find(b"\r\ncontent-length:")
-        if at < 0:
-            raise ValueError("an answer without Content-Length")
-        length = int(head[at + 17 :].split(b"\r\n", 1)[0])
-        total = end + 4 + length
-        if len(buffer) < total:
-            return None
-        status = int(head[9:12])
-        body = bytes(buffer[end + 4 : total])
-        del buffer[:total]
-        return status, body
-
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return await self.waiter
-
-
-@dataclass
-class Outcome:
-    """What one scenario measured; ``answers`` are kept for checking after the clock stops."""
-
-    requests: int
-    seconds: float
-    latencies: list[float]
-    answers: list[tuple[int, bytes]]
-    generator_cpu_seconds: float
-    server_cpu_seconds: float | None
-    failures: int = 0
-
-    def summary(self) -> dict[str, Any]:
-        latencies = sorted(self.latencies)
-
-        def pct(p: float) -> float:
-            if not latencies:
-                return 0.0
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
-
-        per_request = 1e6 / max(self.requests, 1)
-        return {
-            "requests": self.requests,
-            "seconds": round(self.seconds, 3),
-            "per_second": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
-            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0)},
-            "generator_cpu_us_per_request": round(self.generator_cpu_seconds * per_request, 1),
-            "server_cpu_us_per_request": None
-            if self.server_cpu_seconds is None
-            else round(self.server_cpu_seconds * per_request, 1),
-        }
-
-
-def _process_cpu(pids: Sequence[int]) -> float | None:
-    """CPU seconds (user + system) used so far by these processes (Linux), else None."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-async def send_all(
-    port: int, requests: Sequence[bytes], concurrency: int, server_pids: Sequence[int]
-) -> Outcome:
-    """Send every request with ``concurrency`` connections in flight, timing each one."""
-    loop = asyncio.get_running_loop()
-    connections = []
-    for _ in range(min(concurrency, len(requests))):
-        _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
-        connections.append(protocol)
-    answers: list[tuple[int, bytes]] = [(0, b"")] * len(requests)
-    latencies: list[float] = []
-    failures = 0
-    position = 0
-
-    async def worker(connection: _Connection) -> None:
-        nonlocal position, failures
-        while position < len(requests):
-            index = position
-            position += 1
-            started = time.perf_counter()
-            try:
-                answers[index] = await connection.exchange(requests[index])
-            except (ConnectionError, ValueError):
-                failures += 1
-                return
-            latencies.append(time.perf_counter() - started)
-
-    cpu_before = time.process_time()
-    server_before = _process_cpu(server_pids)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in connections))
-    elapsed = time.perf_counter() - started
-    server_after = _process_cpu(server_pids)
-    generator_cpu = time.process_time() - cpu_before
-    for connection in connections:
-        if connection.transport is not None:
-            connection.transport.close()
-    server_cpu = (
-        None if server_before is None or server_after is None else server_after - server_before
-    )
-    return Outcome(
-        requests=len(requests),
-        seconds=elapsed,
-        latencies=latencies,
-        answers=answers,
-        generator_cpu_seconds=generator_cpu,
-        server_cpu_seconds=server_cpu,
-        failures=failures,
-    )
-
-
 # --- requests, built and signed before the clock starts ----------------------------------
-
-
-def _http_request(
-    method: str, target: str, port: int, headers: dict[str, str], body: bytes
-) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if body or method == "POST":
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def _create_body(run: str, index: int) -> dict[str, Any]:
@@ -313,7 +145,7 @@ def signed_creates(
             "POST", url, keyid=keyid, key=key, created=now, body=body,
             content_type="application/json", idempotency_key=str(uuid.uuid4()),
         )  # fmt: skip
-        requests.append(_http_request("POST", "/v1/payments", port, headers, body))
+        requests.append(http_request("POST", "/v1/payments", port, headers, body))
         amounts.append(int(body_json["amount"]))
     return requests, amounts
 
@@ -341,7 +173,7 @@ def signed_ipns(
             "vnp_TxnRef": payment["bank_reference"],
         }
         target = f"/banks/vnpay/notify?{wire.signed_query(params, secret)}"
-        requests.append(_http_request("GET", target, port, {}, b""))
+        requests.append(http_request("GET", target, port, {}, b""))
     return requests
 
 
@@ -455,13 +287,13 @@ def _free_port() -> int:
 
 
 async def _wait_listening(port: int, path: str, processes: Sequence[Process]) -> None:
-    request = _http_request("GET", path, port, {}, b"")
+    request = http_request("GET", path, port, {}, b"")
     for _ in range(300):
         if any(p.returncode is not None for p in processes):
             raise ConfigError("a benchmark server exited at start")
         try:
             _, protocol = await asyncio.get_running_loop().create_connection(
-                _Connection, "127.0.0.1", port
+                HttpConnection, "127.0.0.1", port
             )
             status, _ = await asyncio.wait_for(protocol.exchange(request), 5)
             assert protocol.transport is not None
@@ -708,6 +540,9 @@ async def run_bench(
 
     if preload and database_url:
         raise ConfigError("--preload is implemented for the embedded SQLite database only")
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM stops the servers too, as Ctrl-C does
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with tempfile.TemporaryDirectory(prefix="payhub-bench-") as name:
         setup = await _prepare(Path(name), database_url, workers)
         say(f"bench: {requests} requests a scenario, {concurrency} in flight, {workers} worker(s)")

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from payhub.bench import (
-    Outcome,
     _prepare,
     _sqlite_path,
     _start_hub,
@@ -24,10 +23,10 @@ from payhub.bench import (
     check_baseline,
     check_confirms,
     check_creates,
-    send_all,
     signed_creates,
     signed_ipns,
 )
+from payhub.bench_load import Outcome, send_all
 from payhub.bench_preload import preload_payments
 from payhub.cli import main
 from payhub.store.audit import verify_chain
