@@ -1,21 +1,30 @@
-"""``payhub bench``: signed, durable creates per second, against a bare-aiohttp baseline.
+"""``payhub bench``: the hub as a user runs it, against bare aiohttp, with one load generator.
 
-The hub runs as ``--workers`` separate ``payhub serve`` processes sharing one port
-(``SO_REUSEPORT``) and one database; the baseline is the same number of bare aiohttp
-processes that read the body, parse the JSON and answer 201 — the floor any aiohttp
-service pays. The load comes from this process: every request is signed *before*
-the clock starts (each with its own nonce and Idempotency-Key), then sent with a fixed
-number in flight. Each request's latency is measured from send to full answer.
+The hub is started the way ``payhub serve`` starts it from a config written by ``payhub
+init``: default log level (every access line masked and written), default settings. The
+scenarios, all in one run and with the same generator:
 
-A second part times the hub's own stages in this process, one core, no HTTP:
-signature verification, body validation, and the durable write through the ledger.
-That is where the time of a create goes.
+* ``ceiling``: the generator against a server that answers a constant, so the generator's
+  own limit is known (a ratio close to it measures the generator, not the server);
+* ``baseline``: bare aiohttp reading the body, parsing the JSON and answering 201;
+* ``create-ed25519`` and ``create-hmac``: signed creates from an Ed25519 and an HMAC portal,
+  each a durable payment with its VNPay order, event and audit entry;
+* ``confirm``: signed VNPay IPNs for those payments, sent straight to the hub, each applied,
+  audited and evented.
+
+Every request is built and signed before the clock starts. Every answer is checked (status
+and body) and counted wrong if it is not the contract's; after the hub is stopped, every
+answered payment and confirmation is looked up in the database, so an answer the ledger
+did not commit is counted too. Any wrong answer makes the command fail.
+
+``--preload N`` first measures the empty database, then stores N payments (with their
+events and audit entries, the chain kept valid) by bulk inserts cloned from rows the hub
+itself wrote, restarts the hub and measures again: the ratios must not move with the data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import signal
@@ -25,16 +34,18 @@ import tempfile
 import time
 import uuid
 from asyncio.subprocess import Process
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from payhub.api.openapi import EXAMPLE_PAYMENT_REQUEST
+from payhub.bench_load import HttpConnection, Outcome, http_request, send_all
+from payhub.errors import ConfigError
 from payhub.portal.client import encode_json, sign_headers
 
 BASELINE_SOURCE = """
@@ -47,9 +58,226 @@ async def create(request):
 
 app = web.Application()
 app.router.add_post("/v1/payments", create)
+app.router.add_get("/readyz", lambda request: web.Response(text="ok"))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), reuse_port=True, access_log=None,
             print=None)
 """
+
+CEILING_SOURCE = """
+import asyncio, sys
+
+ANSWER = (b"HTTP/1.1 201 Created\\r\\nContent-Type: application/json\\r\\n"
+          b"Content-Length: 29\\r\\n\\r\\n" b'{"id":"pay_x","amount":12345}')
+
+class Constant(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\\r\\n\\r\\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:].split(b"\\r\\n", 1)[0]) if at >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            self.transport.write(ANSWER)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Constant, "127.0.0.1", int(sys.argv[1]), reuse_port=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+CREATE_SCENARIOS = ("create-ed25519", "create-hmac")
+HMAC_PORTAL = "benchhmac"
+WARM_UP = 200
+
+
+# --- requests, built and signed before the clock starts ----------------------------------
+
+
+def _create_body(run: str, index: int) -> dict[str, Any]:
+    """A create like a portal's: one dossier, two fee lines, a Vietnamese payer."""
+    amount_a, amount_b = 150_000 + index % 1000, 50_000
+    return {
+        "dossier": {
+            "code": f"B{run}-{index:07d}",
+            "procedure_code": "1.001234",
+            "agency_code": "H29.17",
+            "agency_name": "UBND Phường Bến Nghé",
+        },
+        "amount": amount_a + amount_b,
+        "currency": "VND",
+        "items": [
+            {
+                "kind": "charge",
+                "code": "LPTB",
+                "description": "Lệ phí trước bạ",
+                "amount": amount_a,
+            },
+            {"kind": "fee", "code": "PCD", "description": "Phí cấp đăng ký", "amount": amount_b},
+        ],
+        "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
+        "description": "Lệ phí hồ sơ",
+        "bank": "vnpay",
+        "return_url": "https://dichvucong.example.vn/payments/return",
+        "expires_in": 900,
+    }
+
+
+def signed_creates(
+    port: int, keyid: str, key: Ed25519PrivateKey | bytes, run: str, count: int
+) -> tuple[list[bytes], list[int]]:
+    """``count`` creates, each with its own nonce, Idempotency-Key and dossier."""
+    url = f"http://127.0.0.1:{port}/v1/payments"
+    now = datetime.now(UTC)
+    requests, amounts = [], []
+    for index in range(count):
+        body_json = _create_body(run, index)
+        body = encode_json(body_json)
+        headers = sign_headers(
+            "POST", url, keyid=keyid, key=key, created=now, body=body,
+            content_type="application/json", idempotency_key=str(uuid.uuid4()),
+        )  # fmt: skip
+        requests.append(http_request("POST", "/v1/payments", port, headers, body))
+        amounts.append(int(body_json["amount"]))
+    return requests, amounts
+
+
+def signed_ipns(
+    port: int, payments: Sequence[dict[str, Any]], tmn_code: str, secret: str
+) -> list[bytes]:
+    """One successful VNPay IPN per payment, signed as the gateway signs them."""
+    from banks.vnpay import wire
+
+    paid = wire.format_date(datetime.now(UTC))
+    requests = []
+    for number, payment in enumerate(payments):
+        params = {
+            "vnp_Amount": wire.encode_amount(payment["amount"]),
+            "vnp_BankCode": "NCB",
+            "vnp_BankTranNo": f"VNP{14000000 + number}",
+            "vnp_CardType": "ATM",
+            "vnp_OrderInfo": "Le phi ho so",
+            "vnp_PayDate": paid,
+            "vnp_ResponseCode": "00",
+            "vnp_TmnCode": tmn_code,
+            "vnp_TransactionNo": str(14000000 + number),
+            "vnp_TransactionStatus": "00",
+            "vnp_TxnRef": payment["bank_reference"],
+        }
+        target = f"/banks/vnpay/notify?{wire.signed_query(params, secret)}"
+        requests.append(http_request("GET", target, port, {}, b""))
+    return requests
+
+
+# --- checking every answer ---------------------------------------------------------------
+
+
+def check_creates(outcome: Outcome, amounts: Sequence[int]) -> tuple[int, list[dict[str, Any]]]:
+    """Wrong answers, and the created payments (id, bank reference, amount)."""
+    wrong, created = 0, []
+    for (status, body), amount in zip(outcome.answers, amounts, strict=True):
+        try:
+            payment = json.loads(body) if status == 201 else None
+        except ValueError:
+            payment = None
+        if (
+            not isinstance(payment, dict)
+            or not str(payment.get("id", "")).startswith("pay_")
+            or payment.get("status") != "pending"
+            or payment.get("amount") != amount
+            or dict(parse_qsl(urlsplit(str(payment.get("payment_url"))).query)).get("vnp_TxnRef")
+            != payment.get("bank_reference")
+        ):
+            wrong += 1
+            continue
+        created.append(
+            {"id": payment["id"], "bank_reference": payment["bank_reference"], "amount": amount}
+        )
+    return wrong, created
+
+
+def check_baseline(outcome: Outcome, amounts: Sequence[int]) -> int:
+    wrong = 0
+    for (status, body), amount in zip(outcome.answers, amounts, strict=True):
+        if status != 201 or json.loads(body or b"{}").get("amount") != amount:
+            wrong += 1
+    return wrong
+
+
+def check_confirms(outcome: Outcome) -> int:
+    expected = {"RspCode": "00", "Message": "Confirm Success"}
+    wrong = 0
+    for status, body in outcome.answers:
+        try:
+            ok = status == 200 and json.loads(body) == expected
+        except ValueError:
+            ok = False
+        wrong += not ok
+    return wrong
+
+
+async def check_committed(
+    database_url: str, created: Sequence[str], confirmed: Sequence[str]
+) -> dict[str, int]:
+    """After the hub stopped: every answered create is stored, every confirmed one paid.
+
+    A ``201`` or a ``00`` answered for something the database does not hold would be an
+    answer sent before (or without) its commit.
+    """
+    from sqlalchemy import func, select
+
+    from payhub.store.engine import create_engine
+    from payhub.store.tables import audit_log, events, payments
+
+    engine = create_engine(database_url)
+    missing = unpaid = unevented = unaudited = 0
+    try:
+        async with engine.connect() as conn:
+            for start in range(0, len(created), 500):
+                chunk = list(created[start : start + 500])
+                found = await conn.scalar(
+                    select(func.count()).select_from(payments).where(payments.c.id.in_(chunk))
+                )
+                missing += len(chunk) - int(found or 0)
+            for start in range(0, len(confirmed), 500):
+                chunk = list(confirmed[start : start + 500])
+                paid = await conn.scalar(
+                    select(func.count())
+                    .select_from(payments)
+                    .where(payments.c.id.in_(chunk), payments.c.status == "succeeded")
+                )
+                unpaid += len(chunk) - int(paid or 0)
+                with_event = await conn.scalar(
+                    select(func.count(func.distinct(events.c.payment_id))).where(
+                        events.c.payment_id.in_(chunk), events.c.type == "payment.succeeded"
+                    )
+                )
+                unevented += len(chunk) - int(with_event or 0)
+                with_audit = await conn.scalar(
+                    select(func.count(func.distinct(audit_log.c.payment_id))).where(
+                        audit_log.c.payment_id.in_(chunk), audit_log.c.to_status == "succeeded"
+                    )
+                )
+                unaudited += len(chunk) - int(with_audit or 0)
+    finally:
+        await engine.dispose()
+    return {
+        "answered_but_not_stored": missing,
+        "confirmed_but_not_succeeded": unpaid,
+        "confirmed_without_event": unevented,
+        "confirmed_without_audit": unaudited,
+    }
+
+
+# --- servers -----------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -58,89 +286,33 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _body(index: int) -> dict[str, Any]:
-    """The contract's example request, one dossier per request."""
-    body: dict[str, Any] = copy.deepcopy(EXAMPLE_PAYMENT_REQUEST)
-    body["dossier"] = {**body["dossier"], "code": f"BENCH-{index:07d}"}
-    return body
+async def _wait_listening(port: int, path: str, processes: Sequence[Process]) -> None:
+    request = http_request("GET", path, port, {}, b"")
+    for _ in range(300):
+        if any(p.returncode is not None for p in processes):
+            raise ConfigError("a benchmark server exited at start")
+        try:
+            _, protocol = await asyncio.get_running_loop().create_connection(
+                HttpConnection, "127.0.0.1", port
+            )
+            status, _ = await asyncio.wait_for(protocol.exchange(request), 5)
+            assert protocol.transport is not None
+            protocol.transport.close()
+            if status < 500:
+                return
+        except (OSError, ValueError, TimeoutError):
+            pass
+        await asyncio.sleep(0.1)
+    raise ConfigError("a benchmark server did not start")
 
 
-def _presign(base: str, key: Ed25519PrivateKey, count: int) -> list[tuple[bytes, dict[str, str]]]:
-    url = f"{base}/v1/payments"
-    now = datetime.now(UTC)
-    prepared = []
-    for i in range(count):
-        body = encode_json(_body(i))
-        headers = sign_headers(
-            "POST",
-            url,
-            keyid="demo",
-            key=key,
-            created=now,
-            body=body,
-            content_type="application/json",
-            idempotency_key=str(uuid.uuid4()),
-        )
-        prepared.append((body, headers))
-    return prepared
-
-
-async def _load(
-    base: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    queue = iter(prepared)
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            for body, headers in queue:
-                started = time.perf_counter()
-                async with session.post(
-                    f"{base}/v1/payments", data=body, headers=headers
-                ) as response:
-                    await response.read()
-                latencies.append(time.perf_counter() - started)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
-
-    return {
-        "requests": len(latencies),
-        "seconds": round(elapsed, 3),
-        "per_second": round(len(latencies) / elapsed, 1),
-        "latency_ms": {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0)},
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-    }
-
-
-async def _wait_listening(base: str, path: str, processes: Sequence[Process]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if any(p.returncode is not None for p in processes):
-                raise RuntimeError("a benchmark server exited at start")
-            try:
-                async with session.get(base + path) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("benchmark server did not start")
-
-
-async def _spawn(workers: int, *command: str) -> list[Process]:
-    env = {**os.environ, "PAYHUB_LOG_LEVEL": "warning"}
+async def _spawn(count: int, *command: str) -> list[Process]:
+    """Start servers as a user does: default log level, every line rendered and written."""
+    env = {k: v for k, v in os.environ.items() if k != "PAYHUB_LOG_LEVEL"}
+    quiet = asyncio.subprocess.DEVNULL
     return [
-        await asyncio.create_subprocess_exec(*command, env=env, stderr=asyncio.subprocess.DEVNULL)
-        for _ in range(workers)
+        await asyncio.create_subprocess_exec(*command, env=env, stderr=quiet, stdout=quiet)
+        for _ in range(count)
     ]
 
 
@@ -150,132 +322,55 @@ async def _stop(processes: Sequence[Process]) -> None:
             process.send_signal(signal.SIGINT)
     for process in processes:
         try:
-            await asyncio.wait_for(process.wait(), timeout=10)
+            await asyncio.wait_for(process.wait(), timeout=15)
         except TimeoutError:
             process.kill()
             await process.wait()
 
 
-async def _run_hub(
-    config: Path, port: int, workers: int, prepared: Any, concurrency: int
-) -> dict[str, Any]:
-    processes = await _spawn(
-        workers, sys.executable, "-m", "payhub.cli", "serve", "--config", str(config),
-        "--port", str(port), "--reuse-port",
-    )  # fmt: skip
-    try:
-        await _wait_listening(f"http://127.0.0.1:{port}", "/readyz", processes)
-        return await _load(f"http://127.0.0.1:{port}", prepared, concurrency)
-    finally:
-        await _stop(processes)
+@dataclass
+class Setup:
+    """The temporary installation the bench measures: config, keys, bank secrets."""
+
+    folder: Path
+    config: Path
+    port: int
+    database_url: str
+    demo_key: Ed25519PrivateKey
+    hmac_secret: bytes
+    tmn_code: str
+    hash_secret: str
+    workers: int
+    runs: list[str] = field(default_factory=list)
+
+    def run_id(self) -> str:
+        self.runs.append(uuid.uuid4().hex[:6].upper())
+        return self.runs[-1]
 
 
-async def _run_baseline(
-    folder: Path, workers: int, prepared: Any, concurrency: int
-) -> dict[str, Any]:
-    script = folder / "baseline.py"
-    script.write_text(BASELINE_SOURCE)
-    port = _free_port()
-    processes = await _spawn(workers, sys.executable, str(script), str(port))
-    try:
-        await _wait_listening(f"http://127.0.0.1:{port}", "/", processes)
-        return await _load(f"http://127.0.0.1:{port}", prepared, concurrency)
-    finally:
-        await _stop(processes)
+async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setup:
+    import secrets
 
-
-async def _stages(config: Path, samples: int) -> dict[str, Any]:
-    """Microseconds per create spent in each stage of the hub, on one core, without HTTP."""
-    from payhub.api.auth import MemoryNonceStore, SignedRequest, authenticate
-    from payhub.app import check_banks, credentials_from
-    from payhub.connectors.port import ConnectorContext
-    from payhub.domain.clock import system_clock
-    from payhub.domain.requests import parse_payment_request
-    from payhub.service.payments import PaymentService
-    from payhub.service.routing import Router
     from payhub.settings import load_settings
-    from payhub.store.engine import create_engine
-    from payhub.store.ledger import Ledger
-
-    settings = load_settings(config)
-    key = serialization.load_pem_private_key(
-        (config.parent / "keys" / "demo.pem").read_bytes(), None
-    )
-    assert isinstance(key, Ed25519PrivateKey)
-    credentials = credentials_from(settings)
-    nonces = MemoryNonceStore()
-    base = "http://127.0.0.1"
-    signed = [
-        SignedRequest(method="POST", url=f"{base}/v1/payments", headers=headers, body=body)
-        for body, headers in _presign(base, key, samples)
-    ]
-    started = time.perf_counter()
-    now = datetime.now(UTC)
-    for request in signed:
-        await authenticate(request, credentials, nonces, now)
-    auth_us = (time.perf_counter() - started) / samples * 1e6
-
-    started = time.perf_counter()
-    parsed = [parse_payment_request(json.loads(r.body), known_banks={"vnpay"}) for r in signed]
-    parse_us = (time.perf_counter() - started) / samples * 1e6
-
-    engine = create_engine(settings.database_url)
-    ledger = Ledger(engine, system_clock)
-    await ledger.start()
-    classes = check_banks(settings)
-    async with aiohttp.ClientSession() as http:
-        connectors = {
-            name: cls(
-                name,
-                settings.banks[name].options,
-                ConnectorContext(http=http, clock=system_clock, notify_url="http://127.0.0.1/n"),
-            )
-            for name, cls in classes.items()
-        }
-        service = PaymentService(
-            engine=engine,
-            ledger=ledger,
-            connectors=connectors,
-            router=Router(connectors, settings.default_bank, system_clock, settings.routing),
-            clock=system_clock,
-        )
-        semaphore = asyncio.Semaphore(64)
-
-        async def create(i: int) -> None:
-            async with semaphore:
-                await service.create("demo", f"stage-{i}", parsed[i])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(create(i) for i in range(samples)))
-        store_us = (time.perf_counter() - started) / samples * 1e6
-    batches, units = ledger.batches, ledger.units
-    await ledger.close()
-    await engine.dispose()
-    return {
-        "signature_verification_us": round(auth_us, 1),
-        "validation_us": round(parse_us, 1),
-        "place_order_and_durable_write_us": round(store_us, 1),
-        "ledger_units_per_commit": round(units / max(batches, 1), 1),
-    }
-
-
-async def run_bench(
-    *, requests: int, concurrency: int, workers: int, database_url: str | None, as_json: bool
-) -> int:
-    from payhub.settings import load_settings
-    from payhub.setup import init_setup
+    from payhub.setup import add_principal, init_setup
     from payhub.store import migrate
     from payhub.store.engine import create_engine
 
-    with tempfile.TemporaryDirectory(prefix="payhub-bench-") as name:
-        folder = Path(name)
-        port = _free_port()
-        config = init_setup(folder, port=port)
-        if database_url:
-            text = config.read_text().replace('"sqlite:///payhub.db"', json.dumps(database_url))
-            config.write_text(text)
-        settings = load_settings(config)
-        engine = create_engine(settings.database_url)
+    port = _free_port()
+    config = init_setup(folder, port=port)
+    if database_url:
+        text = config.read_text().replace('"sqlite:///payhub.db"', json.dumps(database_url))
+        config.write_text(text)
+    secret_file = folder / "keys" / f"{HMAC_PORTAL}.secret"
+    hmac_secret = secrets.token_bytes(32)
+    secret_file.write_bytes(hmac_secret)
+    add_principal(
+        config, "portals", HMAC_PORTAL, hmac_secret_file=str(secret_file),
+        callback=f"http://127.0.0.1:{port + 1}/payhub/events",
+    )  # fmt: skip
+    settings = load_settings(config)
+    engine = create_engine(settings.database_url)
+    try:
         if database_url:
             from sqlalchemy import text as sql
 
@@ -287,50 +382,260 @@ async def run_bench(
                     )
                 )
         await migrate.upgrade(engine)
+    finally:
         await engine.dispose()
-        key = serialization.load_pem_private_key((folder / "keys" / "demo.pem").read_bytes(), None)
-        assert isinstance(key, Ed25519PrivateKey)
-        log = sys.stderr if sys.stderr.isatty() else None
+    key = serialization.load_pem_private_key((folder / "keys" / "demo.pem").read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    vnpay = settings.banks["vnpay"].options
+    return Setup(
+        folder=folder,
+        config=config,
+        port=port,
+        database_url=settings.database_url,
+        demo_key=key,
+        hmac_secret=hmac_secret,
+        tmn_code=str(vnpay["tmn_code"]),
+        hash_secret=str(vnpay["hash_secret"]),
+        workers=workers,
+    )
+
+
+async def _start_hub(setup: Setup) -> list[Process]:
+    command = [sys.executable, "-m", "payhub.cli", "serve", "--config", str(setup.config)]
+    if setup.workers > 1:
+        command += ["--workers", str(setup.workers)]
+    processes = await _spawn(1, *command)
+    try:
+        await _wait_listening(setup.port, "/readyz", processes)
+    except BaseException:
+        await _stop(processes)
+        raise
+    return processes
+
+
+def _server_pids(processes: Sequence[Process]) -> list[int]:
+    """The processes to charge CPU to: each one and its children (``--workers``)."""
+    pids = [p.pid for p in processes]
+    for pid in list(pids):
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pids += [int(child) for child in children]
+    return pids
+
+
+async def _run_external(folder: Path, name: str, source: str, count: int, ready: str) -> Any:
+    script = folder / f"{name}.py"
+    script.write_text(source)
+    port = _free_port()
+    processes = await _spawn(count, sys.executable, str(script), str(port))
+    try:
+        await _wait_listening(port, ready, processes)
+    except BaseException:
+        await _stop(processes)
+        raise
+    return port, processes
+
+
+# --- the scenarios -----------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """Summaries by scenario, wrong answers by scenario, and the database check."""
+
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wrong: dict[str, int] = field(default_factory=dict)
+    committed: dict[str, int] = field(default_factory=dict)
+
+    def ratios(self) -> dict[str, float]:
+        base = self.scenarios["baseline"]["per_second"]
+        return {
+            name: round(row["per_second"] / base, 3)
+            for name, row in self.scenarios.items()
+            if name not in ("baseline", "ceiling") and base
+        }
+
+
+async def _measure_round(
+    setup: Setup, requests: int, concurrency: int, say: Callable[[str], None]
+) -> Measured:
+    measured = Measured()
+    folder = setup.folder
+
+    port, processes = await _run_external(folder, "ceiling", CEILING_SOURCE, 1, "/")
+    try:
+        run = setup.run_id()
+        prepared, _ = signed_creates(port, "demo", setup.demo_key, run, requests)
+        outcome = await send_all(port, prepared, concurrency, _server_pids(processes))
+    finally:
+        await _stop(processes)
+    measured.scenarios["ceiling"] = outcome.summary()
+    measured.wrong["ceiling"] = sum(1 for status, _ in outcome.answers if status != 201)
+    say(f"  ceiling        {outcome.summary()['per_second']:>9}/s  (generator against a constant)")
+
+    port, processes = await _run_external(
+        folder, "baseline", BASELINE_SOURCE, setup.workers, "/readyz"
+    )
+    try:
+        prepared, amounts = signed_creates(port, "demo", setup.demo_key, setup.run_id(), requests)
+        await send_all(port, prepared[:WARM_UP], concurrency, [])
+        outcome = await send_all(port, prepared, concurrency, _server_pids(processes))
+    finally:
+        await _stop(processes)
+    measured.scenarios["baseline"] = outcome.summary()
+    measured.wrong["baseline"] = check_baseline(outcome, amounts)
+    say(f"  baseline       {outcome.summary()['per_second']:>9}/s")
+
+    processes = await _start_hub(setup)
+    created_ids: list[str] = []
+    confirmed_ids: list[str] = []
+    try:
+        pids = _server_pids(processes)
+        to_confirm: list[dict[str, Any]] = []
+        for scenario, keyid, key in (
+            ("create-ed25519", "demo", setup.demo_key),
+            ("create-hmac", HMAC_PORTAL, setup.hmac_secret),
+        ):
+            warm, _ = signed_creates(setup.port, keyid, key, setup.run_id(), WARM_UP)
+            await send_all(setup.port, warm, concurrency, [])
+            prepared, amounts = signed_creates(setup.port, keyid, key, setup.run_id(), requests)
+            outcome = await send_all(setup.port, prepared, concurrency, pids)
+            measured.wrong[scenario], created = check_creates(outcome, amounts)
+            measured.scenarios[scenario] = outcome.summary()
+            created_ids += [p["id"] for p in created]
+            to_confirm += created
+            say(f"  {scenario:<14} {outcome.summary()['per_second']:>9}/s")
+        ipns = signed_ipns(setup.port, to_confirm, setup.tmn_code, setup.hash_secret)
+        warm_count = min(WARM_UP, len(ipns) // 10)
+        await send_all(setup.port, ipns[:warm_count], concurrency, [])
+        ipns = ipns[warm_count : warm_count + requests]
+        outcome = await send_all(setup.port, ipns, concurrency, pids)
+        measured.scenarios["confirm"] = outcome.summary()
+        measured.wrong["confirm"] = check_confirms(outcome)
+        confirmed_ids = [p["id"] for p in to_confirm[warm_count : warm_count + requests]]
+        say(f"  confirm        {outcome.summary()['per_second']:>9}/s")
+    finally:
+        await _stop(processes)
+    measured.committed = await check_committed(setup.database_url, created_ids, confirmed_ids)
+    return measured
+
+
+async def run_bench(
+    *,
+    requests: int,
+    concurrency: int,
+    workers: int,
+    database_url: str | None,
+    as_json: bool,
+    preload: int = 0,
+) -> int:
+    """Measure every scenario (twice with ``preload``); exit status 1 on any wrong answer."""
+    log = sys.stderr if sys.stderr.isatty() else None
+
+    def say(line: str) -> None:
         if log:
-            print(
-                f"bench: {requests} signed creates, {concurrency} in flight, {workers} worker(s)",
-                file=log,
-            )
-        base = f"http://127.0.0.1:{port}"
-        baseline = await _run_baseline(folder, workers, _presign(base, key, requests), concurrency)
-        if log:
-            print(f"  baseline: {baseline['per_second']}/s", file=log)
-        hub = await _run_hub(config, port, workers, _presign(base, key, requests), concurrency)
-        if log:
-            print(f"  hub:      {hub['per_second']}/s", file=log)
-        stages = await _stages(config, min(requests, 2000))
-    result = {
+            print(line, file=log, flush=True)
+
+    if preload and database_url:
+        raise ConfigError("--preload is implemented for the embedded SQLite database only")
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM stops the servers too, as Ctrl-C does
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with tempfile.TemporaryDirectory(prefix="payhub-bench-") as name:
+        setup = await _prepare(Path(name), database_url, workers)
+        say(f"bench: {requests} requests a scenario, {concurrency} in flight, {workers} worker(s)")
+        rounds = {"empty": await _measure_round(setup, requests, concurrency, say)}
+        if preload:
+            from payhub.bench_preload import preload_payments
+
+            say(f"  preloading {preload:,} payments …")
+            started = time.perf_counter()
+            stored = preload_payments(_sqlite_path(setup.database_url), preload)
+            say(f"  preloaded in {time.perf_counter() - started:.0f} s: {stored}")
+            rounds["preloaded"] = await _measure_round(setup, requests, concurrency, say)
+    result = _result(rounds, requests, concurrency, workers, database_url, preload)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+    return 0 if result["wrong_answers"] == 0 else 1
+
+
+def _sqlite_path(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).database or ""
+
+
+def _result(
+    rounds: dict[str, Measured],
+    requests: int,
+    concurrency: int,
+    workers: int,
+    database_url: str | None,
+    preload: int,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "database": "postgresql" if database_url else "sqlite",
         "workers": workers,
         "concurrency": concurrency,
-        "hub": hub,
-        "baseline": baseline,
-        "hub_vs_baseline": round(hub["per_second"] / baseline["per_second"], 3),
-        "stages_one_core": stages,
+        "requests_per_scenario": requests,
+        "log_level": "info (default)",
+        "preload": preload,
+        "wrong_answers": 0,
     }
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
+    for label, measured in rounds.items():
+        wrong = sum(measured.wrong.values()) + sum(measured.committed.values())
+        result["wrong_answers"] += wrong
+        result[label] = {
+            "scenarios": measured.scenarios,
+            "ratio_to_baseline": measured.ratios(),
+            "wrong_answers": measured.wrong,
+            "database_check": measured.committed,
+        }
+    if "preloaded" in rounds:
+        empty, loaded = rounds["empty"].ratios(), rounds["preloaded"].ratios()
+        result["preloaded_vs_empty"] = {
+            name: round(loaded[name] / empty[name], 3) for name in empty if empty[name]
+        }
+    return result
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    print(
+        f"PayHub bench: {result['requests_per_scenario']} requests a scenario, "
+        f"{result['concurrency']} in flight, {result['workers']} hub worker(s), "
+        f"{result['database']}, log level {result['log_level']}, "
+        f"{result['machine']['cpus']} CPUs"
+    )
+    for label in ("empty", "preloaded"):
+        if label not in result:
+            continue
+        block = result[label]
+        if "preloaded" in result:
+            extra = f" ({result['preload']:,} payments stored)" if label == "preloaded" else ""
+            print(f" {label} database{extra}:")
         print(
-            f"PayHub bench: {requests} signed durable creates, {concurrency} in flight, "
-            f"{workers} hub worker(s), {result['database']}, {os.cpu_count()} CPUs"
+            f"  {'scenario':<15}{'per s':>9}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'hub µs/req':>12}{'gen µs/req':>12}{'wrong':>7}"
         )
-        for name in ("hub", "baseline"):
-            row = result[name]
-            lat = row["latency_ms"]
+        for name, row in block["scenarios"].items():
+            ratio = block["ratio_to_baseline"].get(name)
+            cpu = row["server_cpu_us_per_request"]
             print(
-                f"  {name:<9} {row['per_second']:>8}/s  p50 {lat['p50']} ms  p95 {lat['p95']} ms  "
-                f"p99 {lat['p99']} ms  statuses {row['statuses']}"
+                f"  {name:<15}{row['per_second']:>9}"
+                f"{'' if ratio is None else f'{ratio:.2f}':>8}"
+                f"{row['latency_ms']['p50']:>9}{row['latency_ms']['p99']:>9}"
+                f"{'' if cpu is None else cpu:>12}{row['generator_cpu_us_per_request']:>12}"
+                f"{block['wrong_answers'].get(name, 0):>7}"
             )
-        print(f"  hub / bare aiohttp: {result['hub_vs_baseline']:.0%}")
-        print("  where a create's time goes (one core, no HTTP), µs:")
-        for stage, value in stages.items():
-            print(f"    {stage:<36} {value}")
-    ok = set(hub["statuses"]) == {"201"}
-    return 0 if ok else 1
+        bad = {k: v for k, v in block["database_check"].items() if v}
+        print(f"  database check: {'every answer committed' if not bad else bad}")
+    if "preloaded_vs_empty" in result:
+        moves = ", ".join(f"{k} {v:.2f}" for k, v in result["preloaded_vs_empty"].items())
+        print(f" preloaded ratio / empty ratio: {moves}")
+    if result["wrong_answers"]:
+        print(f" FAILED: {result['wrong_answers']} wrong answers")

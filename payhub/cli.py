@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="share the port with other hub processes (SO_REUSEPORT), one per core",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N hub processes sharing the port (default 1); not with --simulators",
+    )
 
     simulate = commands.add_parser(
         "simulate",
@@ -179,16 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     bench = commands.add_parser(
-        "bench", help="signed durable creates per second, against a bare-aiohttp baseline"
+        "bench",
+        help="signed creates (Ed25519 and HMAC portals) and VNPay confirmations per second, "
+        "against bare aiohttp and the load generator's own ceiling",
     )
     bench.add_argument(
-        "--requests", type=int, default=5000, help="signed creates to send (default 5000)"
+        "--requests", type=int, default=5000, help="requests per scenario (default 5000)"
     )
     bench.add_argument(
         "--concurrency", type=int, default=64, help="requests in flight (default 64)"
     )
     bench.add_argument(
-        "--workers", type=int, default=1, help="hub processes sharing the port (default 1)"
+        "--workers", type=int, default=1, help="serve --workers for the hub (default 1)"
+    )
+    bench.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure with N payments (and their events and audit entries) stored",
     )
     bench.add_argument(
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
@@ -264,8 +280,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.bench import run_bench
 
-        if args.requests < 1 or args.concurrency < 1 or args.workers < 1:
-            raise ConfigError("--requests, --concurrency and --workers must be at least 1")
+        if args.requests < 1 or args.concurrency < 1 or args.workers < 1 or args.preload < 0:
+            raise ConfigError(
+                "--requests, --concurrency and --workers must be at least 1, --preload at least 0"
+            )
         return asyncio.run(
             run_bench(
                 requests=args.requests,
@@ -273,6 +291,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 database_url=args.database_url,
                 as_json=args.json,
+                preload=args.preload,
             )
         )
     raise ConfigError(f"unknown command {command}")  # pragma: no cover - argparse guards
@@ -309,8 +328,16 @@ def _serve(args: argparse.Namespace) -> int:
     from payhub.app import create_app, served_at, simulator_options
     from payhub.settings import load_settings
 
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and args.simulators:
+        raise ConfigError("--simulators keeps its banks in memory: run it with one worker")
     settings = load_settings(args.config)
     asyncio.run(_check_database(settings.database_url, args.config))
+    if args.workers > 1:
+        from payhub.workers import run_workers, worker_command
+
+        return run_workers(worker_command(str(args.config), args.host, args.port), args.workers)
     port = args.port if args.port is not None else settings.port
     sock = _listen(args.host or settings.host, port, reuse_port=args.reuse_port)
     try:
@@ -330,10 +357,11 @@ def _serve(args: argparse.Namespace) -> int:
                 f"warning: {line}"
                 for line in _address_warnings(settings, url, simulator_options(settings))
             ]
-        app = create_app(settings, simulators=args.simulators)
+        app = create_app(settings, simulators=args.simulators, freeze_at_start=True)
         web.run_app(app, sock=sock, access_log=None, print=_after_start(notes))
     finally:
         sock.close()
+
     return 0
 
 

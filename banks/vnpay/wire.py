@@ -171,14 +171,25 @@ def _same_digest(expected: str, received: str) -> bool:
     return hmac.compare_digest(expected.lower().encode(), received.strip().lower().encode())
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+"""What ``quote_plus`` leaves as it is: most VNPay values (codes, amounts, dates)."""
+
+
+def _quote(text: str) -> str:
+    return text if _UNRESERVED.fullmatch(text) else quote_plus(text)
+
+
 def canonical_query(params: Mapping[str, str]) -> str:
-    """The signed text: ``vnp_*`` params but the hash ones, sorted by name, ``quote_plus``-ed."""
+    """The signed text: ``vnp_*`` params but the hash ones, sorted by name, ``quote_plus``-ed.
+
+    Values ``quote_plus`` would not change skip it (a pay URL has about a dozen such).
+    """
     signed = sorted(
         (key, value)
         for key, value in params.items()
         if key.startswith("vnp_") and key not in (HASH_PARAM, HASH_TYPE_PARAM)
     )
-    return "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in signed)
+    return "&".join(f"{_quote(key)}={_quote(value)}" for key, value in signed)
 
 
 def sign_query(params: Mapping[str, str], secret: str) -> str:

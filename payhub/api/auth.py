@@ -8,6 +8,7 @@ request always gets the same problem code::
     keyid known             -> signature_invalid
     alg matches the key     -> signature_invalid
     created within ±300 s   -> signature_expired
+    body has Content-Digest -> digest_mismatch
     required coverage       -> signature_invalid
     Content-Digest matches  -> digest_mismatch
     signature verifies      -> signature_invalid
@@ -22,6 +23,8 @@ library, leaves as a :class:`~payhub.errors.ProblemError`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import heapq
 import hmac
@@ -232,6 +235,10 @@ async def authenticate(
     if parsed.expires is not None and parsed.expires < moment:
         raise ProblemError("signature_expired", "The signature's expires time has passed.")
 
+    if request.body and "content-digest" not in fields:
+        # Checked before coverage: a client that sends no digest cannot cover one, and
+        # CONTRACT §2 names the missing digest, not the coverage it implies.
+        raise ProblemError("digest_mismatch", "A request with a body needs Content-Digest.")
     required = required_components(
         request.url,
         has_body=bool(request.body),
@@ -271,8 +278,8 @@ class _HubVerifier(HTTPMessageVerifier):
 
     ``verify()`` would parse Signature-Input and Signature a second time (a sixth of
     the cost of a request), so this goes one level down to the library's own parser
-    and per-signature check. Both are private (checked against 3.0.0); a library
-    upgrade that changes them fails ``tests/unit/test_request_auth.py`` at once, never
+    and per-signature check. Both are private: the library is pinned to 3.0.0 and an
+    upgrade that changes them fails ``tests/unit/test_pinned_internals.py`` by name, never
     open (any exception there is ``signature_invalid``). Its time checks are switched off:
     the library compares ``created``/``expires`` with the real clock, the hub has
     already compared them with its own (possibly fake) one, and two clocks must never
@@ -291,7 +298,7 @@ class _HubVerifier(HTTPMessageVerifier):
         self._verify_one(  # type: ignore[no-untyped-call]
             label=parsed.label,
             sig_input=parsed.members,
-            signature=parsed.signature,
+            signature=parsed.signature_item,
             message=request,
             max_age=None,
         )
@@ -301,22 +308,91 @@ class _HubVerifier(HTTPMessageVerifier):
 class _SignatureInput:
     """The one signature, parsed once, with its metadata type-checked.
 
-    ``covered`` holds the component names covered without parameters: the contract's
-    required components must be covered in that plain form.
+    ``components`` lists the covered component names in order, each with whether it
+    carries parameters; ``covered`` holds those covered without parameters (the contract's
+    required components must be covered in that plain form). ``signature_params`` is the
+    inner list serialized as RFC 8941 does, the ``@signature-params`` line of the base.
+    The library's objects (``members``, ``signature_item``) are built only when the
+    library itself has to verify.
     """
 
     label: str
-    members: InnerList
-    signature: Item
+    components: tuple[tuple[str, bool], ...]
+    param_names: frozenset[str]
+    signature: bytes
+    signature_params: str
     covered: frozenset[str]
     keyid: str
     created: int
     nonce: str
     alg: str | None
     expires: int | None
+    tag_is_text: bool
+    signature_input_field: str
+    signature_field: str
+
+    @property
+    def members(self) -> InnerList:
+        members = _HubVerifier.parse_dictionary(self.signature_input_field)[self.label]
+        assert isinstance(members, InnerList)
+        return members
+
+    @property
+    def signature_item(self) -> Item:
+        item = _HubVerifier.parse_dictionary(self.signature_field)[self.label]
+        assert isinstance(item, Item)
+        return item
+
+
+# The shape every portal SDK sends, in RFC 8941's own serialization: one label, an inner
+# list of plain quoted component names separated by one space, parameters that are strings
+# without escapes or integers without leading zeros, a byte sequence in base64.
+# For it the header text already is the serialization, and one regular expression replaces
+# the structured-field parser and serializer (a sixth of the cost of a request).
+_SF_KEY = r"[a-z*][a-z0-9_\-.*]*"
+_COMMON_INPUT = re.compile(
+    rf'(?P<label>{_SF_KEY})=(?P<list>\((?P<items>"[a-z0-9@._\-]+"(?: "[a-z0-9@._\-]+")*)?\)'
+    rf'(?P<params>(?:;{_SF_KEY}=(?:"[ !#-\[\]-~]*"|0|-?[1-9][0-9]{{0,14}}))*))'
+)
+_COMMON_PARAM = re.compile(rf';({_SF_KEY})=(?:"([ !#-\[\]-~]*)"|(-?[0-9]+))')
+_COMMON_SIGNATURE = re.compile(rf"(?P<label>{_SF_KEY})=:(?P<b64>[A-Za-z0-9+/]*={{0,2}}):")
 
 
 def _parse_signature(signature_input: str, signature: str) -> _SignatureInput:
+    common = _parse_common(signature_input, signature)
+    if common is not None:
+        return common
+    return _parse_with_library(signature_input, signature)
+
+
+def _parse_common(signature_input: str, signature: str) -> _SignatureInput | None:
+    """The common shape without the library, or ``None`` to let the library decide."""
+    given = _COMMON_INPUT.fullmatch(signature_input)
+    signed = _COMMON_SIGNATURE.fullmatch(signature)
+    if given is None or signed is None or given["label"] != signed["label"]:
+        return None
+    try:
+        signature_bytes = base64.b64decode(signed["b64"], validate=True)
+    except binascii.Error:
+        return None
+    params: dict[str, str | int] = {}
+    for name, text, number in _COMMON_PARAM.findall(given["params"]):
+        if name in params:
+            return None  # a repeated parameter: the serialization differs from the text
+        params[name] = int(number) if number else text
+    items = given["items"]
+    names = tuple(item[1:-1] for item in items.split(" ")) if items else ()
+    return _checked(
+        label=given["label"],
+        components=tuple((name, False) for name in names),
+        params=params,
+        signature=signature_bytes,
+        signature_params=given["list"],
+        fields=(signature_input, signature),
+    )
+
+
+def _parse_with_library(signature_input: str, signature: str) -> _SignatureInput:
     def invalid(detail: str) -> ProblemError:
         return ProblemError("signature_invalid", detail)
 
@@ -333,15 +409,33 @@ def _parse_signature(signature_input: str, signature: str) -> _SignatureInput:
         raise invalid("Signature-Input must be an inner list of components.")
     if not isinstance(signature_item, Item) or not isinstance(signature_item.value, bytes):
         raise invalid("Signature must be a byte sequence.")
-
-    covered: set[str] = set()
+    components = []
     for member in members:
         if type(member.value) is not str:
             raise invalid("Covered components must be strings.")
-        if not member.params:
-            covered.add(member.value)
+        components.append((member.value, bool(member.params)))
+    return _checked(
+        label=label,
+        components=tuple(components),
+        params=dict(members.params),
+        signature=signature_item.value,
+        signature_params=str(members),
+        fields=(signature_input, signature),
+    )
 
-    params = members.params
+
+def _checked(
+    *,
+    label: str,
+    components: tuple[tuple[str, bool], ...],
+    params: Mapping[str, object],
+    signature: bytes,
+    signature_params: str,
+    fields: tuple[str, str],
+) -> _SignatureInput:
+    def invalid(detail: str) -> ProblemError:
+        return ProblemError("signature_invalid", detail)
+
     keyid = params.get("keyid")
     created = params.get("created")
     nonce = params.get("nonce")
@@ -358,7 +452,20 @@ def _parse_signature(signature_input: str, signature: str) -> _SignatureInput:
     if expires is not None and type(expires) is not int:
         raise invalid("The expires parameter must be an integer.")
     return _SignatureInput(
-        label, members, signature_item, frozenset(covered), keyid, created, nonce, alg, expires
+        label=label,
+        components=components,
+        param_names=frozenset(params),
+        signature=signature,
+        signature_params=signature_params,
+        covered=frozenset(name for name, has_params in components if not has_params),
+        keyid=keyid,
+        created=created,
+        nonce=nonce,
+        alg=alg,
+        expires=expires,
+        tag_is_text=type(params.get("tag", "")) is str,
+        signature_input_field=fields[0],
+        signature_field=fields[1],
     )
 
 
@@ -413,15 +520,13 @@ def plain_signature_base(request: SignedRequest, parsed: _SignatureInput) -> byt
     decides every refusal. ``tests/unit/test_request_auth.py`` checks this base equals
     the library's for generated requests.
     """
-    params = parsed.members.params
-    if not set(params) <= _PLAIN_PARAMS or type(params.get("tag", "")) is not str:
+    if not parsed.param_names <= _PLAIN_PARAMS or not parsed.tag_is_text:
         return None
     url = urlsplit(request.url)
     lines = []
     seen: set[str] = set()
-    for member in parsed.members:
-        name = member.value
-        if member.params or name in seen:
+    for name, has_params in parsed.components:
+        if has_params or name in seen:
             return None
         seen.add(name)
         if name in _PLAIN_DERIVED:
@@ -443,7 +548,7 @@ def plain_signature_base(request: SignedRequest, parsed: _SignatureInput) -> byt
         if not _PRINTABLE.fullmatch(value) or (name[0] == "@" and value != value.strip(" ")):
             return None
         lines.append(f'"{name}": {value}')
-    lines.append(f'"@signature-params": {parsed.members}')
+    lines.append(f'"@signature-params": {parsed.signature_params}')
     return "\n".join(lines).encode("ascii")
 
 
@@ -467,9 +572,8 @@ def _signature_matches(credential: Credential, signature: bytes, base: bytes) ->
 
 def _verify(request: SignedRequest, credential: Credential, parsed: _SignatureInput) -> None:
     base = plain_signature_base(request, parsed)
-    signature = parsed.signature.value
-    if base is not None and isinstance(signature, bytes):
-        if not _signature_matches(credential, signature, base):
+    if base is not None:
+        if not _signature_matches(credential, parsed.signature, base):
             raise ProblemError("signature_invalid", "The signature does not verify.")
         return
     try:

@@ -29,7 +29,12 @@ def _portal(request: web.Request) -> str:
 
 
 def idempotency_key(request: web.Request) -> str:
-    """The ``Idempotency-Key`` header: 1–255 visible ASCII characters."""
+    """The ``Idempotency-Key`` header: 1–255 visible ASCII characters.
+
+    CONTRACT §2 gives one code for a key that is absent and for one that is not such a
+    key (too long, empty, spaces or control characters): either way the request has no
+    usable key, and a portal fixes both the same way.
+    """
     key = request.headers.get("Idempotency-Key")
     if key is None:
         raise ProblemError(
@@ -37,7 +42,7 @@ def idempotency_key(request: web.Request) -> str:
         )
     if not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key):
         raise ProblemError(
-            "malformed_request", "Idempotency-Key must be 1–255 visible ASCII characters"
+            "idempotency_key_required", "Idempotency-Key must be 1–255 visible ASCII characters"
         )
     return key
 

@@ -156,6 +156,31 @@ async def test_oversize_wrong_type_and_missing_key(hub: Hub) -> None:
     assert await stored_counts(hub) == before
 
 
+@pytest.mark.parametrize(
+    "key", ["k" * 256, "has space", "", " "], ids=["too-long", "space", "empty", "blank"]
+)
+async def test_unusable_idempotency_key_is_idempotency_key_required(hub: Hub, key: str) -> None:
+    """CONTRACT §2: a key that is not 1–255 visible ASCII characters is no key at all."""
+    before = await stored_counts(hub)
+    body = encode_json(payment_body())
+    response = await raw_post(hub, "/v1/payments", body, signed(hub, body, key=key))
+    problem = assert_problem(response, 400, "idempotency_key_required")
+    assert "Idempotency-Key" in problem["detail"]
+    assert await stored_counts(hub) == before
+
+
+async def test_body_without_content_digest_is_digest_mismatch(hub: Hub) -> None:
+    """CONTRACT §2: a body with no Content-Digest is 400 digest_mismatch, not 401."""
+    before = await stored_counts(hub)
+    body = encode_json(payment_body())
+    headers = signed(
+        hub, body, covered_components=["@method", "@path", "content-type", "idempotency-key"]
+    )
+    del headers["Content-Digest"]
+    assert_problem(await raw_post(hub, "/v1/payments", body, headers), 400, "digest_mismatch")
+    assert await stored_counts(hub) == before
+
+
 async def test_signature_failures(hub: Hub) -> None:
     before = await stored_counts(hub)
     body = encode_json(payment_body())

@@ -394,3 +394,63 @@ def test_standard_error_is_looked_up_at_each_line(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr("sys.stderr", later)
     structlog.get_logger("test").warning("here")
     assert json.loads(later.getvalue())["event"] == "here"
+
+
+_PIECES = st.sampled_from(
+    [
+        "0",
+        "1",
+        "9",
+        "84",
+        "+84",
+        " ",
+        ".",
+        "-",
+        "_",
+        "=",
+        ":",
+        "'",
+        '"',
+        "&",
+        "/",
+        "@",
+        "secret",
+        "Token",
+        "signature",
+        "whsec_",
+        "Bearer ",
+        "basic ",
+        "api-key",
+        "passw",
+        "https://",
+        "u:p@",
+        "-----BEGIN PRIVATE KEY-----",
+        "PH",
+        "pay_",
+        "A",
+        "z",
+        "é",
+        "001090001234",
+        "0912 345 678",
+        "123456789",
+        "20261128143000",
+        VNPAY_SECRET,
+    ]
+)
+
+
+@settings(max_examples=400)
+@given(pieces=st.lists(_PIECES, max_size=24))
+def test_the_one_pass_precheck_never_changes_what_is_masked(pieces: list[str]) -> None:
+    """``mask_text`` skips the full rules for text none of them can touch: same result."""
+    from payhub.observability.logging import _mask_text_fully
+
+    register_secret(VNPAY_SECRET)
+    text = "".join(pieces)
+    assert mask_text(text) == _mask_text_fully(text)
+
+
+def test_safe_text_is_returned_as_is_and_unsafe_text_still_masked() -> None:
+    line = "POST /v1/payments 201 req_01kbxyz 12.5 ms portal=demo"
+    assert mask_text(line) is line
+    assert mask_text(f"payer {ID_NUMBER} called") == "payer *********234 called"

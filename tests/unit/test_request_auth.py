@@ -598,6 +598,20 @@ async def test_missing_content_digest_with_full_coverage_claim_is_digest_mismatc
     assert problem.code == "digest_mismatch"
 
 
+async def test_body_without_content_digest_not_covered_is_digest_mismatch(
+    alice: Portal, credentials: dict[str, Credential], nonces: MemoryNonceStore
+) -> None:
+    """A client that sends no digest cannot cover one: the answer names the digest."""
+    request = signed(
+        alice, covered_components=["@method", "@path", "content-type", "idempotency-key"]
+    )
+    request = with_headers(request, Content_Digest=None)
+    problem = await refused(request, credentials, nonces)
+    assert problem.code == "digest_mismatch"
+    assert problem.status == 400
+    assert len(nonces) == 0
+
+
 async def test_digest_recomputed_for_a_new_body_breaks_the_signature(
     alice: Portal, credentials: dict[str, Credential], nonces: MemoryNonceStore
 ) -> None:

@@ -8,10 +8,11 @@ it must produce exactly the library's bytes, or decline and leave the request to
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import algorithms
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
@@ -21,10 +22,13 @@ from payhub.api.auth import (
     PrincipalKind,
     SignedRequest,
     _HubVerifier,
+    _parse_common,
     _parse_signature,
+    _parse_with_library,
     authenticate,
     plain_signature_base,
 )
+from payhub.errors import ProblemError
 from payhub.portal.client import sign_headers
 
 KEY = Ed25519PrivateKey.generate()
@@ -105,3 +109,78 @@ async def test_an_ordinary_portal_request_takes_the_direct_path() -> None:
         assert getattr(exc, "code", None) == "signature_invalid"
     else:
         raise AssertionError("a changed covered header must not verify")
+
+
+_LABELS = st.sampled_from(["sig1", "sig1", "a", "*x", "Sig1", "s-1.b"])
+_ITEMS = st.sampled_from(
+    ['"@method"', '"@path"', '"@query"', '"content-digest"', '"idempotency-key"']
+) | st.sampled_from(['"@query-param";name="a"', '"x-extra";sf', '"A"', '"x\\"y"', '"é"', "token"])
+_PARAMS = st.fixed_dictionaries(
+    {
+        "created": st.sampled_from(["1764300000", "0", "-5", "123456789012345"])
+        | st.sampled_from(["0123", "-0", "1234567890123456", "1.5", "?1", '"1"']),
+        "keyid": st.sampled_from(['"demo"', '"k.1"']) | st.sampled_from(["demo", '""', '"a b"']),
+        "nonce": st.sampled_from(['"n-1_x"']) | st.sampled_from(['"a\\\\b"', '"é"', "n"]),
+    },
+    optional={
+        "alg": st.sampled_from(['"ed25519"', "ed25519", '"hmac-sha256"']),
+        "expires": st.sampled_from(["1", "01", '"1"']),
+        "tag": st.sampled_from(['"t"', "1"]),
+        "flag": st.sampled_from(["?1", "?0", "1"]),
+    },
+)
+_SIGNATURES = st.sampled_from(["AAEC", "AAECAw==", "A+/z"]) | st.sampled_from(
+    ["AAECAw=", "AAECAx==", "AAECAw", "", "AA EC", "AAEC:;x=1", "AAEC:, b=:AA=="]
+)
+
+
+@settings(max_examples=600)
+@given(
+    input_label=_LABELS,
+    signature_label=st.none() | _LABELS,
+    items=st.lists(_ITEMS, max_size=5),
+    separator=st.sampled_from([" ", " ", "  "]),
+    params=_PARAMS,
+    order=st.randoms(use_true_random=False),
+    repeat=st.booleans(),
+    signature=_SIGNATURES,
+)
+def test_one_pass_parser_equals_the_library(
+    input_label: str,
+    signature_label: str | None,
+    items: list[str],
+    separator: str,
+    params: dict[str, str],
+    order: Any,
+    repeat: bool,
+    signature: str,
+) -> None:
+    """The common-shape parser reads what the structured-field library reads, or declines."""
+    pairs = [f";{name}={value}" for name, value in params.items()]
+    order.shuffle(pairs)
+    if repeat:
+        pairs.append(pairs[0])
+    signature_input = f"{input_label}=({separator.join(items)}){''.join(pairs)}"
+    signature_field = f"{signature_label or input_label}=:{signature}:"
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(signature_input, signature_field)
+        except ProblemError as problem:
+            return ("refused", problem.code, problem.detail)
+
+    common = outcome(_parse_common)
+    if common is None:
+        return
+    assert common == outcome(_parse_with_library)
+
+
+def test_the_sdk_signature_takes_the_one_pass_parser() -> None:
+    headers = sign_headers(
+        "POST", "http://127.0.0.1/v1/payments", keyid="demo", key=KEY, created=NOW,
+        body=b"{}", content_type="application/json", idempotency_key="k-1",
+    )  # fmt: skip
+    parsed = _parse_common(headers["Signature-Input"], headers["Signature"])
+    assert parsed is not None
+    assert parsed == _parse_with_library(headers["Signature-Input"], headers["Signature"])
+    assert parsed.signature_params == str(parsed.members)

@@ -493,3 +493,12 @@ def test_statement_columns_may_move(connector: VnpayConnector) -> None:
 def test_malformed_statements_are_refused(connector: VnpayConnector, data: bytes) -> None:
     with pytest.raises(StatementError):
         connector.parse_statement(data)
+
+
+@given(st.text())
+def test_quoting_skips_only_text_quote_plus_leaves_unchanged(text: str) -> None:
+    from urllib.parse import quote_plus
+
+    from banks.vnpay.wire import _quote
+
+    assert _quote(text) == quote_plus(text)

@@ -1,0 +1,123 @@
+"""``payhub serve --workers N``: N hub processes on one port, stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from payhub.cli import main
+from payhub.workers import worker_command
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(name="upgraded")
+def _upgraded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["init", str(tmp_path / "hub"), "--port", str(_free_port())]) == 0
+    config = tmp_path / "hub" / "payhub.toml"
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    capsys.readouterr()
+    return config
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def test_worker_command_shares_the_port() -> None:
+    command = worker_command("/etc/payhub.toml", "0.0.0.0", 8080)
+    assert command[1:] == [
+        "-m", "payhub.cli", "serve", "--config", "/etc/payhub.toml", "--reuse-port",
+        "--host", "0.0.0.0", "--port", "8080",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [(["--workers", "0"], "--workers"), (["--workers", "2", "--simulators"], "one worker")],
+)
+def test_bad_worker_options_are_one_line(
+    upgraded: Path, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    code = main(["serve", "--config", str(upgraded), *argv])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("payhub: ") and err.count("\n") == 1 and fragment in err, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_two_workers_answer_on_one_port_and_stop_together(upgraded: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    err = (tmp_path / "serve.err").open("w+")
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
+         "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (_ready(port) and len(_children(parent.pid)) == 2):
+            assert parent.poll() is None, (tmp_path / "serve.err").read_text()
+            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
+            time.sleep(0.1)
+        workers = _children(parent.pid)
+        for _ in range(20):
+            assert _ready(port)
+        parent.send_signal(signal.SIGINT)
+        assert parent.wait(timeout=30) == 0
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=5)
+        err.close()
+    assert "Traceback" not in (tmp_path / "serve.err").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_a_worker_that_dies_stops_the_others(upgraded: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
+         "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (_ready(port) and len(_children(parent.pid)) == 2):
+            assert parent.poll() is None
+            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
+            time.sleep(0.1)
+        first = _children(parent.pid)[0]
+        os.kill(first, signal.SIGKILL)
+        assert parent.wait(timeout=30) != 0
+        assert not _ready(port)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=5)
