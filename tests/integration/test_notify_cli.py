@@ -206,3 +206,17 @@ def test_send_test_pings_the_portal_signed_and_says_what_happened(
     assert len(_Callback.received) == 2  # sent once, never retried
     found, _, _ = _database(config)
     assert found == {}  # a ping is no event
+
+
+def test_the_demo_portal_receives_every_event_through_the_sdk(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = cli(capsys, "demo", "--payments", 12, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    hooks = summary["webhooks"]
+    assert hooks["events"] == {"delivered": summary["events"]["stored"]}
+    assert hooks["handled_by_portal"] == summary["events"]["stored"]
+    assert hooks["retries"] >= 1 and hooks["attempts"]["failed"] == hooks["retries"]
+    assert hooks["rejected"] == 0
+    assert summary["checks"]["every event reached the portal's webhook receiver, handled once"]
