@@ -740,7 +740,7 @@ def test_portal_package_exports() -> None:
     assert sorted(payhub.portal.__all__) == sorted(
         name
         for name in dir(payhub.portal)
-        if not name.startswith("_") and name not in ("client", "receiver", "webhooks")
+        if not name.startswith("_") and name not in ("client", "receiver", "rfc9421", "webhooks")
     )
 
 
