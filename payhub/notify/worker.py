@@ -37,7 +37,7 @@ LEASE = timedelta(seconds=60)
 """Longer than the timeout: an attempt in flight is never claimed by another worker."""
 BATCH = 128
 CONCURRENCY = 64
-IDLE_POLL = 0.1
+IDLE_POLL = 0.05
 
 log = structlog.get_logger(__name__)
 

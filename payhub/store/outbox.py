@@ -47,6 +47,9 @@ class LedgerOutbox:
         self.ledger = ledger
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[DueEvent]:
+        if not await self._any_due(now):
+            return []
+
         async def claim_unit(tx: Transaction) -> list[DueEvent]:
             disabled = select(portal_endpoints.c.portal_id)
             query = (
@@ -83,6 +86,16 @@ class LedgerOutbox:
             ]
 
         return await self.ledger.run(claim_unit)
+
+    async def _any_due(self, now: datetime) -> bool:
+        """A plain read first: an idle poll never takes the write lock or joins a commit."""
+        async with self.ledger.engine.connect() as conn:
+            found = await conn.scalar(
+                select(events.c.seq)
+                .where(events.c.delivery_state == PENDING, events.c.next_attempt_at <= now)
+                .limit(1)
+            )
+        return found is not None
 
     async def finish(self, outcomes: list[AttemptOutcome]) -> None:
         if not outcomes:
