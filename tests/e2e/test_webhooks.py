@@ -13,18 +13,20 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from joserfc.jwk import KeySet, OKPKey
 from multidict import CIMultiDict
 from standardwebhooks import Webhook as StandardWebhook
 
 from payhub.portal import Webhook, WebhookReceiver, WebhookVerificationError, WebhookVerifier
 from payhub.settings import parse_settings
+from payhub.setup import write_private_key
 from tests.factories import Hub, free_port, payment_body, running_hub, settings_document
 
 WHSEC = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -154,3 +156,35 @@ async def test_the_sdk_receiver_handles_once_and_drops_the_copy(
     assert answers == [204, 204, 400]
     assert handled == [headers["webhook-id"]]
     assert receiver.duplicates == 1 and receiver.rejected == 1
+
+
+async def test_during_a_rotation_the_hub_serves_and_signs_with_both_keys(
+    tmp_path: Path, database_url: str, captured: tuple[Captured, int]
+) -> None:
+    doc, world = settings_document(tmp_path, database_url, free_port())
+    now = datetime.now(UTC)
+    for kid, extra in (
+        ("hub-old", {"expires_at": now + timedelta(days=3)}),
+        ("hub-gone", {"expires_at": now - timedelta(seconds=1)}),
+        ("hub-retired", {"retired": True}),
+    ):
+        write_private_key(tmp_path / "keys" / f"{kid}.pem", Ed25519PrivateKey.generate())
+        doc["hub"]["signing_keys"].append(
+            {"kid": kid, "private_key_file": f"keys/{kid}.pem", **extra}
+        )
+    doc["portals"]["demo"]["callback_url"] = f"http://127.0.0.1:{captured[1]}/payhub/events"
+    world.settings = parse_settings(doc, tmp_path / "payhub.toml")
+    async with running_hub(world) as hub:
+        async with hub.session.get(f"{hub.base_url}/.well-known/jwks.json") as response:
+            served = await response.json()
+        created = (await hub.portal.create_payment(payment_body(), str(uuid.uuid4()))).json()
+        await hub.sim_pay(created["payment_url"], "success")
+        await asyncio.wait_for(captured[0].arrived.wait(), timeout=10)
+    assert [key.kid for key in KeySet.import_key_set(served).keys] == ["hub-test", "hub-old"]
+    headers, body = captured[0].requests[0]
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    signatures = headers["webhook-signature"].split()
+    assert [s.split(",")[0] for s in signatures] == ["v1a", "v1a"]  # no v1 without a whsec
+    for jwk, signature in zip(served["keys"], signatures, strict=True):
+        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(jwk["x"] + "="))
+        public.verify(base64.b64decode(signature.split(",", 1)[1]), content)
