@@ -9,6 +9,7 @@ the same ``webhook-id``, and the portal ends with every event.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -32,14 +33,14 @@ from tests.factories import free_port
 EVENTS = 20
 
 
-async def test_sigkill_mid_delivery_loses_no_event(tmp_path: Path) -> None:
+async def test_sigkill_mid_delivery_loses_no_event(tmp_path: Path, database_url: str) -> None:
     port, portal_port = free_port(), free_port()
     config = init_setup(tmp_path, port=port)
-    text = config.read_text()
+    text = config.read_text().replace('"sqlite:///payhub.db"', json.dumps(database_url))
     config.write_text(text.replace(f":{port + 1}/payhub/events", f":{portal_port}/payhub/events"))
     settings = load_settings(config)
     engine = create_engine(settings.database_url)
-    await migrate.upgrade(engine)  # init_setup writes the file; `payhub init` migrates
+    await migrate.upgrade(engine)
     ledger = Ledger(engine, system_clock)
     await ledger.start()
 

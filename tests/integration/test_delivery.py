@@ -199,3 +199,31 @@ async def test_two_workers_never_send_the_same_attempt(
     assert sorted(sent) == sorted(ids)  # each event sent once, by one of them
     assert first.delivered > 0 and second.delivered > 0
     assert endpoint.receiver.duplicates == 0
+
+
+async def test_a_dead_event_replayed_is_delivered_with_its_webhook_id(
+    engine: AsyncEngine, ledger: Ledger, clock: FakeClock, session: aiohttp.ClientSession
+) -> None:
+    keys = [hub_key()]
+    broken = True
+
+    def script(_index: int, _webhook_id: str) -> str:
+        return "500" if broken else "ok"
+
+    async with portal_endpoint(script, clock=clock, hub_keys=keys) as endpoint:
+        [event_id] = await emit(ledger, "demo", 1)
+        delivering = worker(ledger, session, clock, [portal("demo", endpoint.url)], keys)
+        await run_until_settled([delivering], engine, clock)
+        assert await states(engine) == {event_id: "dead"}
+
+        outbox = LedgerOutbox(ledger)
+        broken = False
+        report = await outbox.replay(actor="operator:test", dead=True)
+        assert report.replayed == [event_id]
+        await run_until_settled([delivering], engine, clock)
+        summary = await outbox.summary()
+    assert await states(engine) == {event_id: "delivered"}
+    assert [w.id for w in endpoint.handled] == [event_id]
+    assert summary["attempts"] == {"failed": MAX_ATTEMPTS, "delivered": 1}
+    assert summary["events"] == {"delivered": 1}
+    assert (await verify_chain(engine)).ok
