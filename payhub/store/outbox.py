@@ -92,7 +92,11 @@ class LedgerOutbox:
         async with self.ledger.engine.connect() as conn:
             found = await conn.scalar(
                 select(events.c.seq)
-                .where(events.c.delivery_state == PENDING, events.c.next_attempt_at <= now)
+                .where(
+                    events.c.delivery_state == PENDING,
+                    events.c.next_attempt_at <= now,
+                    events.c.portal_id.not_in(select(portal_endpoints.c.portal_id)),
+                )
                 .limit(1)
             )
         return found is not None
