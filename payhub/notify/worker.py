@@ -34,7 +34,10 @@ from payhub.notify.signing import signing_keys
 from payhub.settings import HubKey, PortalSettings
 
 LEASE = timedelta(seconds=60)
-"""Longer than the timeout: an attempt in flight is never claimed by another worker."""
+"""How long a claim lasts. A round's slowest event waits for a slot (``BATCH`` events,
+``CONCURRENCY`` at a time: two 15 s timeouts at most) and is then recorded, well within
+it, so an attempt in flight is never claimed by another worker; after a crash its event
+is due again when the lease ends."""
 BATCH = 128
 CONCURRENCY = 64
 IDLE_POLL = 0.05
