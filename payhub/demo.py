@@ -13,6 +13,7 @@ receiver, and fails every fifth one the first time, so the summary shows retries
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import sys
@@ -143,7 +144,9 @@ async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
         config = init_setup(Path(folder), port=port)
         settings = load_settings(config)
         portal = DemoPortal(f"{settings.public_url}/.well-known/jwks.json")
-        portal_runner = await portal.start(settings.portals["demo"].callback_url)
+        portal_runner, callback = await portal.start(settings.portals["demo"].callback_url)
+        demo = dataclasses.replace(settings.portals["demo"], callback_url=callback)
+        settings = dataclasses.replace(settings, portals={**settings.portals, "demo": demo})
         app = create_app(settings, simulators=True, migrate_on_start=True)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -280,14 +283,18 @@ class DemoPortal:
                 return web.Response(status=503)
         return await self.receiver.handle(request)
 
-    async def start(self, callback_url: str) -> web.AppRunner:
+    async def start(self, callback_url: str) -> tuple[web.AppRunner, str]:
+        """Listen at the callback's path on a free port (the one init wrote may be taken);
+        returns the runner and the callback URL to give the hub."""
         url = URL(callback_url)
         app = web.Application()
         app.router.add_post(url.path, self._endpoint)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, url.host, url.port).start()
-        return runner
+        sock = socket.socket()
+        sock.bind((url.host or "127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        return runner, str(url.with_port(sock.getsockname()[1]))
 
     async def settle(self, app: web.Application) -> tuple[dict[str, Any], bool]:
         """Wait until no event is pending (or ``WEBHOOK_WAIT``), then tally the deliveries;
