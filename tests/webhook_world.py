@@ -33,9 +33,9 @@ from payhub.store.outbox import LedgerOutbox
 from payhub.store.tables import events, portal_endpoints
 from tests.factories import free_port
 
-SLOW = 1.0
-"""How long a ``timeout`` / ``lost_ack`` answer takes; workers in tests time out at 0.3 s."""
-WORKER_TIMEOUT = 0.3
+SLOW = 3.0
+"""How long a ``timeout`` / ``lost_ack`` answer takes; workers in tests time out at 1 s."""
+WORKER_TIMEOUT = 1.0
 
 Script = Callable[[int, str], str]
 """(index of this request at the endpoint, webhook-id) → the mode of the answer."""
