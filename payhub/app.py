@@ -31,6 +31,7 @@ from payhub.connectors.port import BankConnector, ConnectorContext
 from payhub.connectors.registry import connector_class
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
+from payhub.notify.lifecycle import delivery_context
 from payhub.observability.logging import register_secret
 from payhub.observability.metrics import create_metrics
 from payhub.service.payments import IDEMPOTENCY_WINDOW, PaymentService
@@ -206,6 +207,7 @@ def create_app(
             await task
 
     app.cleanup_ctx.extend([database, banks, housekeeping])
+    app.cleanup_ctx.append(delivery_context(settings, clock))
     if freeze_at_start:
         app.on_startup.append(freeze_startup_objects)
 

@@ -374,13 +374,11 @@ async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setu
         if database_url:
             from sqlalchemy import text as sql
 
+            from payhub.store.tables import metadata
+
             async with engine.begin() as conn:  # a clean slate on a shared server
-                await conn.execute(
-                    sql(
-                        "DROP TABLE IF EXISTS alembic_version, payments, idempotency_keys, "
-                        "events, audit_log, audit_head, nonces, refunds CASCADE"
-                    )
-                )
+                await conn.run_sync(metadata.drop_all)
+                await conn.execute(sql("DROP TABLE IF EXISTS alembic_version"))
         await migrate.upgrade(engine)
     finally:
         await engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import json
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", type=Path, required=True, help="the payhub.toml to check")
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
+    _add_notification_commands(commands)
+
     demo = commands.add_parser("demo", help="the whole world on a temporary SQLite database")
     demo.add_argument(
         "--payments", type=int, default=36, help="how many dossiers to pay (default 36)"
@@ -211,6 +214,120 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
+
+
+def _add_notification_commands(commands: Any) -> None:
+    """``payhub events …`` and ``payhub keys rotate`` (CONTRACT §4, §7)."""
+    events = commands.add_parser("events", help="portal notifications (webhooks)")
+    actions = events.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+    )
+    replay = actions.add_parser(
+        "replay",
+        help="deliver dead (or named) events again, audited",
+        description="Put events back in the delivery queue with a fresh retry schedule: "
+        "every dead event (--dead) or the events named. They keep their id, so a portal "
+        "that already has one drops the copy. Each replay is written to the audit trail.",
+    )
+    replay.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    replay.add_argument("--dead", action="store_true", help="replay every dead event")
+    replay.add_argument("event_ids", nargs="*", metavar="EVENT_ID", help="events to replay")
+    replay.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    dead = actions.add_parser("dead", help="list the dead events, ready for replay")
+    dead.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    dead.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    enable = actions.add_parser(
+        "enable",
+        help="send to a portal again after its callback answered 410 Gone",
+        description="Re-enable a portal's endpoint that answered 410 Gone; its waiting "
+        "events are sent at once. Audited.",
+    )
+    enable.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    enable.add_argument("--portal", required=True, metavar="ID", help="the portal to enable")
+    send_test = actions.add_parser(
+        "send-test",
+        help="send a signed ping event to a portal's callback and say what happened",
+        description="POST one signed `ping` event (never retried, not in /v1/events) to the "
+        "portal's callback URL and print the status, the latency, any redirect and "
+        "whether the answer came within the 15 s the hub waits. Exits 1 unless 2xx.",
+    )
+    send_test.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    send_test.add_argument("--portal", required=True, metavar="ID", help="the portal to ping")
+    send_test.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    keys = commands.add_parser("keys", help="the hub's webhook signing keys")
+    key_actions = keys.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+    )
+    rotate = key_actions.add_parser(
+        "rotate",
+        help="make a new current hub key; the old one stays published a while",
+        description="Write a new Ed25519 hub key (keys/<kid>.pem, mode 0600) and make it the "
+        "current one. The previous key stays in the JWKS and keeps signing v1a for 7 days "
+        "(its expires_at in payhub.toml), so webhooks carry both signatures meanwhile. "
+        "Keys whose overlap has ended leave the configuration. Restart serve to use it.",
+    )
+    rotate.add_argument("--config", type=Path, required=True, help="the payhub.toml to edit")
+
+
+def _notifications(args: argparse.Namespace) -> int:
+    from payhub.settings import load_settings
+
+    if args.command == "keys":
+        from payhub.setup import rotate_hub_key
+
+        rotation = rotate_hub_key(args.config)
+        print(f"new current hub key {rotation.new_kid}; a running serve needs a restart")
+        for kid, ends in rotation.overlapping:
+            print(f"  {kid} still published and signing until {ends.isoformat()}")
+        for kid in rotation.dropped:
+            print(f"  {kid} removed (its overlap had ended)")
+        return 0
+    from payhub.notify import operations
+
+    settings = load_settings(args.config)
+    if args.action == "replay":
+        if args.dead == bool(args.event_ids):
+            raise ConfigError("give either --dead or one or more EVENT_IDs")
+        report = asyncio.run(operations.replay(settings, args.event_ids, dead=args.dead))
+        if args.json:
+            print(json.dumps(dataclasses.asdict(report)))
+        else:
+            print(f"replayed {len(report.replayed)} event(s)")
+            for event_id in report.already_pending:
+                print(f"  {event_id}: still being delivered, left as it is")
+            for event_id in report.unknown:
+                print(f"  {event_id}: no such event")
+        return 1 if report.unknown else 0
+    if args.action == "dead":
+        found = asyncio.run(operations.dead_events(settings))
+        if args.json:
+            print(json.dumps({"data": found}))
+        else:
+            for event in found:
+                print(f"{event['id']}  {event['portal']}  {event['type']}  {event['created_at']}")
+            print(f"{len(found)} dead event(s)")
+        return 0
+    if args.action == "enable":
+        if asyncio.run(operations.enable(settings, args.portal)):
+            print(f"portal {args.portal} enabled; its waiting events are sent now")
+        else:
+            print(f"portal {args.portal} was not disabled")
+        return 0
+    ping = asyncio.run(operations.send_test(settings, args.portal))
+    if args.json:
+        print(json.dumps(ping.as_dict()))
+    else:
+        status = ping.status if ping.status is not None else "no answer"
+        print(f"ping {ping.webhook_id} to {ping.url}: {status} in {ping.latency_ms} ms")
+        for hop in ping.redirects:
+            print(f"  redirects to {hop} (the hub does not follow redirects: a 3xx is a failure)")
+        if ping.error:
+            print(f"  error: {ping.error}")
+        if ping.status is not None:
+            print("  answered in time" if ping.in_time else "  NOT answered within 15 s")
+        print("  ok: the hub counts this as delivered" if ping.ok else "  the hub would retry")
+    return 0 if ping.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +388,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "audit":
         _configure_logging(level=_log_level())
         return asyncio.run(_audit_verify(args.config, as_json=args.json))
+    if command in ("events", "keys"):
+        _configure_logging(level=_log_level())
+        return _notifications(args)
     if command == "demo":
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.demo import run_demo

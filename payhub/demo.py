@@ -6,12 +6,14 @@ that files dossiers and sends their payers to the bank with mixed outcomes: some
 some lack funds or give up, some confirmations arrive several times at once, are
 tampered with or signed with the wrong key, some portals retry their request. At the
 end it checks what must hold: every paid dossier paid once, one event per state
-change, an unbroken audit chain.
+change, an unbroken audit chain. The portal receives its webhooks through the SDK's
+receiver, and fails every fifth one the first time, so the summary shows retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import sys
@@ -28,13 +30,17 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
+from yarl import URL
 
 from payhub import keys
 from payhub.app import create_app
 from payhub.portal.client import PortalClient
+from payhub.portal.receiver import WebhookReceiver
+from payhub.portal.webhooks import Webhook
 from payhub.settings import load_settings
 from payhub.setup import init_setup
 from payhub.store.audit import verify_chain
+from payhub.store.outbox import LedgerOutbox
 from payhub.store.tables import events
 
 AGENCIES = [
@@ -137,14 +143,22 @@ async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
         port = _free_port()
         config = init_setup(Path(folder), port=port)
         settings = load_settings(config)
+        portal = DemoPortal(f"{settings.public_url}/.well-known/jwks.json")
+        portal_runner, callback = await portal.start(settings.portals["demo"].callback_url)
+        demo = dataclasses.replace(settings.portals["demo"], callback_url=callback)
+        settings = dataclasses.replace(settings, portals={**settings.portals, "demo": demo})
         app = create_app(settings, simulators=True, migrate_on_start=True)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             summary = await _play(app, settings.public_url, Path(folder), payments)
+            summary["webhooks"], delivered_once = await portal.settle(app)
+            summary["checks"][WEBHOOK_CHECK] = delivered_once
+            summary["checks_passed"] = summary["checks_passed"] and delivered_once
         finally:
             await runner.cleanup()
+            await portal_runner.cleanup()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -245,6 +259,65 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
     }
 
 
+WEBHOOK_CHECK = "every event reached the portal's webhook receiver, handled once"
+WEBHOOK_WAIT = 20.0
+"""Seconds to wait for the last webhooks: the first retry comes about 5 s after a failure."""
+
+
+class DemoPortal:
+    """The portal's side of the webhooks: the SDK receiver, failing each fifth new event once."""
+
+    def __init__(self, jwks_url: str) -> None:
+        self.handled: list[str] = []
+        self.arrived: set[str] = set()
+        self.receiver = WebhookReceiver(self._on_event, jwks_url=jwks_url)
+
+    async def _on_event(self, webhook: Webhook) -> None:
+        self.handled.append(webhook.id)
+
+    async def _endpoint(self, request: web.Request) -> web.Response:
+        webhook_id = request.headers.get("webhook-id", "")
+        if webhook_id not in self.arrived:
+            self.arrived.add(webhook_id)
+            if len(self.arrived) % 5 == 0:
+                return web.Response(status=503)
+        return await self.receiver.handle(request)
+
+    async def start(self, callback_url: str) -> tuple[web.AppRunner, str]:
+        """Listen at the callback's path on a free port (the one init wrote may be taken);
+        returns the runner and the callback URL to give the hub."""
+        url = URL(callback_url)
+        app = web.Application()
+        app.router.add_post(url.path, self._endpoint)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        sock = socket.socket()
+        sock.bind((url.host or "127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        return runner, str(url.with_port(sock.getsockname()[1]))
+
+    async def settle(self, app: web.Application) -> tuple[dict[str, Any], bool]:
+        """Wait until no event is pending (or ``WEBHOOK_WAIT``), then tally the deliveries;
+        also whether the portal handled every stored event exactly once."""
+        outbox = LedgerOutbox(app[keys.LEDGER])
+        deadline = time.monotonic() + WEBHOOK_WAIT
+        summary = await outbox.summary()
+        while summary["events"].get("pending") and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            summary = await outbox.summary()
+        async with app[keys.ENGINE].connect() as conn:
+            stored = set((await conn.execute(select(events.c.id))).scalars())
+        tally = {
+            "events": summary["events"],
+            "attempts": summary["attempts"],
+            "retries": summary["retries"],
+            "handled_by_portal": len(self.handled),
+            "duplicates_dropped": self.receiver.duplicates,
+            "rejected": self.receiver.rejected,
+        }
+        return tally, sorted(self.handled) == sorted(stored)
+
+
 def _tally_ipns(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
     """Every IPN the bank sent is either answered by the hub or lost on the way.
 
@@ -291,6 +364,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("  (00 applied, 02 already confirmed, 97 bad signature: nothing changed)")
     events_line = ", ".join(f"{t} {n}" for t, n in sorted(summary["events"]["by_type"].items()))
     print(f"portal events in the outbox: {summary['events']['stored']} ({events_line})")
+    hooks = summary["webhooks"]
+    states = hooks["events"]
+    print(
+        f"webhooks: {states.get('delivered', 0)} delivered, {states.get('pending', 0)} pending, "
+        f"{states.get('dead', 0)} dead; {sum(hooks['attempts'].values())} attempts, "
+        f"{hooks['retries']} retries; the portal handled {hooks['handled_by_portal']}, "
+        f"dropped {hooks['duplicates_dropped']} duplicate(s)"
+    )
     audit = summary["audit_chain"]
     print(f"audit trail: {audit['entries']} entries, chain {'ok' if audit['ok'] else 'BROKEN'}")
     print("\nchecks:")

@@ -18,6 +18,7 @@ works from any working directory.
     [[hub.signing_keys]]                     # newest first; the first signs
     kid = "hub-20261128"
     private_key_file = "keys/hub-20261128.pem"
+    # expires_at = 2026-12-05T00:00:00Z      # set by `payhub keys rotate` on the old key
 
     [portals.demo]
     callback_url = "http://127.0.0.1:9000/payhub/events"
@@ -71,6 +72,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,12 @@ class HubKey:
     kid: str
     private_key: Ed25519PrivateKey = field(repr=False)
     retired: bool = False
+    expires_at: datetime | None = None
+    """End of a rotated-out key's overlap: until then it is still published and still signs."""
+
+    def valid_at(self, moment: datetime) -> bool:
+        """Published in the JWKS and signing ``v1a`` at ``moment``."""
+        return not self.retired and (self.expires_at is None or moment < self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -505,7 +513,7 @@ def _request_keys(table: Mapping[str, Any], where: str, base: Path) -> tuple[Req
 
 def _hub_key(entry: Any, at: str, base: Path) -> HubKey:
     entry = _as_table(entry, at)
-    _only(entry, at, {"kid", "private_key_file", "retired"})
+    _only(entry, at, {"kid", "private_key_file", "retired", "expires_at"})
     kid = _str(entry, f"{at}.kid")
     _check_id(kid, f"{at}.kid")
     data = _read(base, _str(entry, f"{at}.private_key_file"), at)
@@ -520,7 +528,12 @@ def _hub_key(entry: Any, at: str, base: Path) -> HubKey:
     retired = entry.get("retired", False)
     if not isinstance(retired, bool):
         raise ConfigError(f"{at}.retired must be true or false")
-    return HubKey(kid=kid, private_key=key, retired=retired)
+    expires_at = entry.get("expires_at")
+    if expires_at is not None and (
+        not isinstance(expires_at, datetime) or expires_at.tzinfo is None
+    ):
+        raise ConfigError(f"{at}.expires_at must be a date-time with an offset")
+    return HubKey(kid=kid, private_key=key, retired=retired, expires_at=expires_at)
 
 
 def _ed25519_public(pem: str, at: str) -> Ed25519PublicKey:

@@ -1,4 +1,4 @@
-"""Writing local setups: ``payhub init DIR``, ``portal add``, ``finance add``.
+"""Writing local setups: ``payhub init DIR``, ``portal add``, ``finance add``, ``keys rotate``.
 
 Edits go through tomlkit so an operator's comments and layout survive, and every edit
 is validated as a whole configuration before the file is replaced.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 import string
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, MutableSequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +221,75 @@ def _read_public_key(value: str) -> str:
 def random_code(length: int) -> str:
     alphabet = string.ascii_uppercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+HUB_KEY_OVERLAP = timedelta(days=7)
+"""How long a rotated-out hub key stays published and keeps signing ``v1a``.
+
+Long enough for every portal to refetch the JWKS (the SDK does when no key verifies)
+and for every hub process to be restarted with the new key; a portal holding either
+key verifies every webhook of the overlap, because both signatures are sent.
+"""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    new_kid: str
+    overlapping: list[tuple[str, datetime]]
+    dropped: list[str]
+
+
+def rotate_hub_key(config: Path, *, now: datetime | None = None) -> Rotation:
+    """A new current hub key; the previous ones sign and stay published until their overlap ends.
+
+    Keys whose overlap has ended leave the configuration (their files stay on disk).
+    The private key is written readable by its owner only and never printed.
+    """
+    now = now or system_clock()
+    config = config.resolve()
+    try:
+        original = config.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {config}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(not_a_file(config)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config}: {exc}") from exc
+    try:
+        doc = tomlkit.parse(original)
+    except TomlParseError as exc:
+        raise ConfigError(f"{config} is not valid TOML: {exc}") from exc
+    current = load_settings(config)
+    hub = doc["hub"]
+    assert isinstance(hub, MutableMapping)
+    entries = hub["signing_keys"]
+    assert isinstance(entries, MutableSequence)
+    kids = {key.kid for key in current.hub_keys}
+    new_kid = "hub-" + now.strftime("%Y%m%d%H%M%S")
+    suffix = 1
+    while new_kid in kids:
+        suffix += 1
+        new_kid = "hub-" + now.strftime("%Y%m%d%H%M%S") + f"-{suffix}"
+    key_file = f"keys/{new_kid}.pem"
+    overlapping: list[tuple[str, datetime]] = []
+    dropped: list[str] = []
+    for entry, key in reversed(list(zip(list(entries), current.hub_keys, strict=True))):
+        if not key.valid_at(now):
+            dropped.append(key.kid)
+            entries.remove(entry)
+            continue
+        ends = key.expires_at or now + HUB_KEY_OVERLAP
+        entry["expires_at"] = ends
+        overlapping.append((key.kid, ends))
+    entries.insert(0, tomlkit.item({"kid": new_kid, "private_key_file": key_file}))
+    write_private_key(config.parent / key_file, Ed25519PrivateKey.generate())
+    text = tomlkit.dumps(doc)
+    parse_settings(tomlkit.loads(text).unwrap(), config)
+    temporary = config.with_name(config.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.chmod(temporary, config.stat().st_mode & 0o777)
+        temporary.replace(config)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return Rotation(new_kid, overlapping[::-1], dropped[::-1])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from functools import lru_cache
 
 from aiohttp import web
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -15,6 +13,7 @@ from payhub import keys
 from payhub.api.openapi import openapi_document
 from payhub.api.problems import json_response
 from payhub.errors import ProblemError
+from payhub.notify.signing import jwks as hub_jwks
 from payhub.store.migrate import is_current
 
 routes = web.RouteTableDef()
@@ -72,18 +71,10 @@ def _served_document(public_url: str, banks: tuple[str, ...], served: frozenset[
 
 @routes.get("/.well-known/jwks.json")
 async def jwks(request: web.Request) -> web.Response:
-    """The hub's Ed25519 public keys (RFC 7517 / RFC 8037) for webhook verification."""
-    found = []
-    for hub_key in request.app[keys.SETTINGS].hub_keys:
-        raw = hub_key.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        found.append(
-            {
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "kid": hub_key.kid,
-                "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
-                "use": "sig",
-                "alg": "EdDSA",
-            }
-        )
-    return json_response({"keys": found})
+    """The hub's Ed25519 public keys (RFC 7517 / RFC 8037) for webhook verification.
+
+    Every key that signs ``v1a`` now: the current one and, during a rotation's overlap,
+    the one before it.
+    """
+    settings = request.app[keys.SETTINGS]
+    return json_response(hub_jwks(settings.hub_keys, request.app[keys.CLOCK]()))

@@ -2,7 +2,8 @@
 
 A body is serialised once, digested, signed and sent as the same bytes, so what the hub
 verifies is what the portal meant. Finance users sign the same way and use the same
-class. The signing itself is the ``http-message-signatures`` library's.
+class. The signing is ``payhub.portal.rfc9421``: the SDK needs only aiohttp and
+cryptography.
 """
 
 from __future__ import annotations
@@ -11,37 +12,22 @@ import json as jsonlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from http_message_signatures import (
-    ContentDigest,
-    HTTPMessageSigner,
-    HTTPSignatureAlgorithm,
-    MappingKeyResolver,
-    algorithms,
-)
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from payhub.api.auth import required_components
-from payhub.domain.clock import system_clock
+from payhub.portal.rfc9421 import content_digest, sign_request
 
 __all__ = ["PortalClient", "PortalResponse", "encode_json", "required_components", "sign_headers"]
 
 SIGNATURE_LABEL = "sig1"
 JSON = "application/json"
 _MIN_HMAC_SECRET_BYTES = 32
-
-
-class _Sha512Digest(ContentDigest):
-    algorithm = "sha-512"
-
-
-_DIGESTS: dict[str, type[ContentDigest]] = {"sha-256": ContentDigest, "sha-512": _Sha512Digest}
 
 
 @dataclass(frozen=True)
@@ -56,13 +42,20 @@ class PortalResponse:
         return jsonlib.loads(self.body)
 
 
-@dataclass
-class _OutgoingRequest:
-    """The message interface the library signs: method, encoded absolute URL, headers."""
+def system_clock() -> datetime:
+    return datetime.now(UTC)
 
-    method: str
-    url: str
-    headers: dict[str, str]
+
+def required_components(url: str, *, has_body: bool, has_idempotency_key: bool) -> list[str]:
+    """The components CONTRACT §1 requires a signature to cover for such a request."""
+    components = ["@method", "@path"]
+    if "?" in url.partition("#")[0]:
+        components.append("@query")
+    if has_body:
+        components += ["content-digest", "content-type"]
+    if has_idempotency_key:
+        components.append("idempotency-key")
+    return components
 
 
 def encode_json(value: object) -> bytes:
@@ -70,21 +63,14 @@ def encode_json(value: object) -> bytes:
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _algorithm(key: Ed25519PrivateKey | bytes) -> type[HTTPSignatureAlgorithm]:
+def _check_key(key: Ed25519PrivateKey | bytes) -> None:
     if isinstance(key, Ed25519PrivateKey):
-        return algorithms.ED25519
+        return
     if isinstance(key, bytes) and len(key) >= _MIN_HMAC_SECRET_BYTES:
-        return algorithms.HMAC_SHA256
+        return
     raise ValueError(
         f"key must be an Ed25519 private key or an HMAC secret of at least "
         f"{_MIN_HMAC_SECRET_BYTES} bytes"
-    )
-
-
-def _signer(keyid: str, key: Ed25519PrivateKey | bytes) -> HTTPMessageSigner:
-    return HTTPMessageSigner(
-        signature_algorithm=_algorithm(key),
-        key_resolver=MappingKeyResolver(public_keys={}, private_keys={keyid: key}),
     )
 
 
@@ -103,7 +89,6 @@ def sign_headers(
     covered_components: Sequence[str] | None = None,
     digest_algorithm: str = "sha-256",
     include_alg: bool = True,
-    _signer_instance: HTTPMessageSigner | None = None,
 ) -> dict[str, str]:
     """Return the headers that sign this request: the given ones plus the signature's.
 
@@ -111,30 +96,33 @@ def sign_headers(
     exactly what the contract requires; ``covered_components``, ``nonce`` and
     ``digest_algorithm`` exist so tests can build requests the hub must refuse.
     """
-    outgoing = _OutgoingRequest(method.upper(), url, dict(headers or {}))
+    _check_key(key)
+    signed = dict(headers or {})
     if body:
-        outgoing.headers["Content-Digest"] = _DIGESTS[digest_algorithm].create(body)
+        signed["Content-Digest"] = content_digest(body, digest_algorithm)
     if content_type is not None:
-        outgoing.headers["Content-Type"] = content_type
+        signed["Content-Type"] = content_type
     if idempotency_key is not None:
-        outgoing.headers["Idempotency-Key"] = idempotency_key
+        signed["Idempotency-Key"] = idempotency_key
     if covered_components is None:
         covered_components = required_components(
             url, has_body=bool(body), has_idempotency_key=idempotency_key is not None
         )
-    signer = _signer_instance or _signer(keyid, key)
-    signer.sign(
-        outgoing,
-        key_id=keyid,
-        created=created,
-        nonce=secrets.token_urlsafe(18) if nonce is None else nonce,
-        label=SIGNATURE_LABEL,
-        include_alg=include_alg,
-        covered_component_ids=covered_components,
-        # The library refuses to sign over a digest it did not compute unless told to.
-        use_existing_digest=any(name.lower() == "content-digest" for name in outgoing.headers),
+    signed.update(
+        sign_request(
+            method.upper(),
+            url,
+            signed,
+            covered=list(covered_components),
+            keyid=keyid,
+            key=key,
+            created=created,
+            nonce=secrets.token_urlsafe(18) if nonce is None else nonce,
+            label=SIGNATURE_LABEL,
+            include_alg=include_alg,
+        )
     )
-    return outgoing.headers
+    return signed
 
 
 class PortalClient:
@@ -158,7 +146,7 @@ class PortalClient:
         self._keyid = keyid
         self._key = key
         self._clock = clock
-        self._signer = _signer(keyid, key)
+        _check_key(key)
 
     @property
     def keyid(self) -> str:
@@ -195,7 +183,6 @@ class PortalClient:
             idempotency_key=idempotency_key,
             nonce=nonce,
             covered_components=covered_components,
-            _signer_instance=self._signer,
         )
 
     async def request(

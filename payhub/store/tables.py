@@ -164,13 +164,41 @@ refunds = Table(
     Index("ix_refunds_payment", "payment_id"),
 )
 
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", String(255)),
+    Index("ix_delivery_attempts_event", "event_id", "attempt"),
+)
+"""Every webhook attempt: which event, when, the answer (or the error) and how long it took."""
+
+portal_endpoints = Table(
+    "portal_endpoints",
+    metadata,
+    Column("portal_id", String(64), primary_key=True),
+    Column("disabled_at", Timestamp, nullable=False),
+    Column("reason", String(255), nullable=False),
+)
+"""Portals whose callback answered ``410 Gone``: nothing is sent to them until re-enabled."""
+
 __all__ = [
     "audit_head",
     "audit_log",
+    "delivery_attempts",
     "events",
     "idempotency_keys",
     "metadata",
     "nonces",
     "payments",
+    "portal_endpoints",
     "refunds",
 ]

@@ -752,7 +752,9 @@ def test_client_urls_and_headers() -> None:
 
 def test_portal_package_exports() -> None:
     assert sorted(payhub.portal.__all__) == sorted(
-        name for name in dir(payhub.portal) if not name.startswith("_") and name != "client"
+        name
+        for name in dir(payhub.portal)
+        if not name.startswith("_") and name not in ("client", "receiver", "rfc9421", "webhooks")
     )
 
 

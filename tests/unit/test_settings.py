@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +390,8 @@ def test_a_password_protected_hub_key_is_rejected(doc: Doc, tmp_path: Path) -> N
         ("kid", "hub key", "hub.signing_keys[0].kid"),
         ("private_key_file", 5, "hub.signing_keys[0].private_key_file"),
         ("retired", "no", "hub.signing_keys[0].retired"),
+        ("expires_at", "2026-12-05", "hub.signing_keys[0].expires_at"),
+        ("expires_at", datetime(2026, 12, 5), "hub.signing_keys[0].expires_at"),
     ],
 )
 def test_hub_key_fields_are_checked(
@@ -411,6 +414,16 @@ def test_a_retired_hub_key_is_kept(doc: Doc, tmp_path: Path) -> None:
         ("hub-test", False),
         ("hub-old", True),
     ]
+
+
+def test_a_rotated_out_hub_key_signs_until_its_overlap_ends(doc: Doc, tmp_path: Path) -> None:
+    entry = doc["hub"]["signing_keys"][0]
+    ends = datetime(2026, 12, 5, tzinfo=UTC)
+    doc["hub"]["signing_keys"].append({**entry, "kid": "hub-old", "expires_at": ends})
+    current, old = parse(doc, tmp_path).hub_keys
+    assert old.expires_at == ends and current.expires_at is None
+    assert old.valid_at(ends - timedelta(seconds=1)) and not old.valid_at(ends)
+    assert current.valid_at(ends + timedelta(days=365))
 
 
 # --- principals and their keys ------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Portal notifications: the outbox delivered as Standard Webhooks (CONTRACT §4)."""
