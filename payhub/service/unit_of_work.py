@@ -1,7 +1,7 @@
 """The unit of work: the only way use cases reach storage.
 
 A use case hands a *unit* (an async function of a ``UnitOfWork``) to the ``UnitRunner``,
-which is the group-commit ledger in the hub and ``tests/fakes.FakeUnitOfWork`` in unit
+which is the group-commit ledger in the hub and ``tests/fakes.FakeLedger`` in unit
 tests. Through the unit of work the unit reads and changes payments, refunds,
 idempotency keys and nonces (its repositories), extends the audit trail and puts portal
 events into the outbox. The runner commits many units in one database transaction and
