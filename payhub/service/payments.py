@@ -7,6 +7,7 @@ durably before the caller answers. Storage is reached only through the unit of w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,34 +101,19 @@ class PaymentService:
             )
         self._in_flight.add(slot)
         try:
-            if not self._orders_are_local(request.bank):
-                if nonce is not None:
-                    await claim_nonce_alone(self.ledger, nonce)
-                    nonce = None
-                # A remote order is a side effect at the bank: never place one for a replay.
-                replay = await self._replay(portal_id, idempotency_key, print_)
-                if replay is not None:
-                    return replay
-            payment = await self._place_and_record(
+            outcome = await self._place_and_record(
                 portal_id, idempotency_key, print_, request, nonce
             )
         finally:
             self._in_flight.discard(slot)
-        if payment is None:  # another request (here or in another hub process) took the key
+        if isinstance(outcome, Created):  # replayed before a remote order was placed
+            return outcome
+        if outcome is None:  # another request (here or in another hub process) took the key
             replay = await self._replay(portal_id, idempotency_key, print_)
             if replay is None:
                 raise ProblemError("idempotency_in_flight", "the first request is still running")
             return replay
-        return Created(payment, replayed=False)
-
-    def _orders_are_local(self, chosen: str | None) -> bool:
-        """Whether every bank this request may go to places orders without calling out.
-
-        Then a repeated request costs only a signed URL or QR payload thrown away, and
-        the idempotency claim in the ledger (not a read before it) decides replays.
-        """
-        banks = [chosen] if chosen is not None else list(self.connectors)
-        return all(self.connectors[bank].places_orders_locally for bank in banks)
+        return Created(outcome, replayed=False)
 
     async def _replay(self, portal_id: str, key: str, print_: str) -> Created | None:
         async def read(store: Reading) -> Created | None:
@@ -153,7 +139,7 @@ class PaymentService:
         print_: str,
         request: PaymentRequest,
         nonce: NonceClaim | None,
-    ) -> Payment | None:
+    ) -> Payment | Created | None:
         canonical = request.canonical()
         now = self.clock()
         payment_id = new_id("pay")
@@ -170,7 +156,19 @@ class PaymentService:
             created_at=now,
             expires_at=expires_at,
         )
-        bank, placed = await self._place(order, request.bank)
+
+        async def before_remote_order() -> Created | None:
+            if nonce is not None and not nonce.decided:
+                await claim_nonce_alone(self.ledger, nonce)
+            # A remote order is a side effect at the bank: never place one for a replay.
+            return await self._replay(portal_id, key, print_)
+
+        placed_or_replay = await self._place(order, request.bank, before_remote_order)
+        if isinstance(placed_or_replay, Created):
+            return placed_or_replay
+        bank, placed = placed_or_replay
+        if nonce is not None and nonce.decided:  # claimed before a remote order
+            nonce = None
         dossier = canonical["dossier"]
         payer = canonical["payer"]
         payment = Payment(
@@ -234,8 +232,20 @@ class PaymentService:
                 raise ProblemError("signature_replayed", REPLAYED_NONCE)
         return payment if key_claim.won else None
 
-    async def _place(self, order: OrderRequest, chosen: str | None) -> tuple[str, PlacedOrder]:
-        """Place the order at the chosen bank, or at the first routed bank that takes it."""
+    async def _place(
+        self,
+        order: OrderRequest,
+        chosen: str | None,
+        before_remote_order: Callable[[], Awaitable[Created | None]],
+    ) -> tuple[str, PlacedOrder] | Created:
+        """Place the order at the chosen bank, or at the first routed bank that takes it.
+
+        Before the first bank that places orders over the network (an effect outside the
+        hub), ``before_remote_order`` runs once: it settles the request's nonce and
+        returns the first answer if this is a replay, which is then returned instead.
+        Banks that sign orders locally (VNPay) need neither: the create's own unit of
+        work claims the nonce and the key.
+        """
         candidates = self.router.candidates(order.amount, chosen)
         if not candidates:
             if chosen is not None:
@@ -250,9 +260,16 @@ class PaymentService:
                 "no configured bank takes this amount",
                 errors=[FieldError("amount", "outside every configured bank's limits")],
             )
+        guarded = False
         for bank in candidates:
+            connector = self.connectors[bank]
+            if not connector.places_orders_locally and not guarded:
+                guarded = True
+                replay = await before_remote_order()
+                if replay is not None:
+                    return replay
             try:
-                placed = await self.connectors[bank].place_order(order)
+                placed = await connector.place_order(order)
             except BankUnavailable as exc:
                 self.router.record_failure(bank)
                 log.warning("bank_unavailable", bank=bank, error=str(exc))

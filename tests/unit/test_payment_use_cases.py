@@ -331,3 +331,36 @@ async def test_only_succeeded_payments_are_refunded(desk: Desk) -> None:
         await desk.refunds.refund("demo", "pay_nope", "r2", refund_body(1000))
     assert missing.value.code == "not_found"
     assert desk.tables.refunds == {} and actions(desk) == ["payment.created"]
+
+
+async def test_a_routed_create_claims_its_nonce_alone_only_before_a_remote_order() -> None:
+    clock = FakeClock()
+    ledger = FakeLedger(clock)
+    local, remote = LocalBank("local"), FakeBank("remote")
+    connectors: dict[str, Any] = {"local": local, "remote": remote}
+    service = PaymentService(
+        ledger=ledger, connectors=connectors, router=Router(connectors, "local", clock), clock=clock
+    )
+    routed = parse_payment_request(payment_body("D-r", bank=None), known_banks=set(connectors))
+
+    def claim(value: str) -> NonceClaim:
+        return NonceClaim("demo-key", value, clock() + timedelta(seconds=600))
+
+    first = await service.create("demo", "k1", routed, nonce=claim("n1"))
+    assert first.payment.bank == "local" and ledger.units == 1  # nonce, key, payment: one unit
+
+    local.down = True  # fail over to the bank that is called over the network
+    units = ledger.units
+    second = await service.create("demo", "k2", routed, nonce=claim("n2"))
+    assert second.payment.bank == "remote"
+    assert ledger.units - units == 2  # the nonce alone before the remote order, then the create
+    assert ("demo-key", "n2") in ledger.tables.nonces
+
+    orders = len(remote.orders)
+    again = await service.create("demo", "k2", routed, nonce=claim("n3"))
+    assert again.replayed and again.payment.id == second.payment.id
+    assert len(remote.orders) == orders  # a replay never places a second remote order
+    with pytest.raises(ProblemError) as replayed:
+        await service.create("demo", "k3", routed, nonce=claim("n3"))
+    assert replayed.value.code == "signature_replayed"
+    assert len(remote.orders) == orders and len(ledger.tables.payments) == 2
