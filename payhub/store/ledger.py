@@ -43,6 +43,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 import structlog
@@ -125,7 +126,12 @@ def chain_hash(prev_hash: str, seq: int, entry: AuditEntry) -> str:
     return hashlib.sha256(f"{prev_hash}|{record}".encode()).hexdigest()
 
 
-@dataclass(eq=False)
+@cache
+def _primary_key(table: Table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.primary_key.columns)
+
+
+@dataclass(eq=False, slots=True)
 class PendingClaim:
     """A unique row a unit wants, and the rows that come with it if it gets it.
 
@@ -142,7 +148,8 @@ class PendingClaim:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return tuple(self.row[c.name] for c in self.table.primary_key.columns)
+        row = self.row
+        return tuple(row[name] for name in _primary_key(self.table))
 
     @property
     def level(self) -> int:
@@ -163,11 +170,6 @@ class LedgerUnitOfWork:
         "_events",
         "_read_only",
         "_savepoint",
-        "events",
-        "idempotency_keys",
-        "nonces",
-        "payments",
-        "refunds",
     )
 
     def __init__(self, conn: AsyncConnection, clock: Clock, *, read_only: bool = False) -> None:
@@ -178,11 +180,28 @@ class LedgerUnitOfWork:
         self._audit: list[AuditEntry] = []
         self._events: list[dict[str, Any]] = []
         self._claims: list[PendingClaim] = []
-        self.payments = SqlPayments(self)
-        self.idempotency_keys = SqlIdempotencyKeys(self)
-        self.refunds = SqlRefunds(self)
-        self.events = SqlEvents(self)
-        self.nonces = SqlNonces(self)
+
+    # -- the repositories (made on use: a create needs two of the five) ----------------
+
+    @property
+    def payments(self) -> SqlPayments:
+        return SqlPayments(self)
+
+    @property
+    def idempotency_keys(self) -> SqlIdempotencyKeys:
+        return SqlIdempotencyKeys(self)
+
+    @property
+    def refunds(self) -> SqlRefunds:
+        return SqlRefunds(self)
+
+    @property
+    def events(self) -> SqlEvents:
+        return SqlEvents(self)
+
+    @property
+    def nonces(self) -> SqlNonces:
+        return SqlNonces(self)
 
     # -- what repositories use ---------------------------------------------------------
 
@@ -290,9 +309,11 @@ class LedgerUnitOfWork:
     def wrote(self) -> bool:
         return self._savepoint is not None
 
-    async def keep(self, batch: _Batch) -> None:
+    async def release(self) -> None:
         if self._savepoint is not None:
             await self._savepoint.commit()
+
+    def keep(self, batch: _Batch) -> None:
         batch.claims += self._claims
         batch.audit += self._audit
         batch.events += self._events
@@ -505,7 +526,9 @@ class Ledger:
                         await work.discard()
                         results.append(exc)
                         continue
-                    await work.keep(kept)
+                    if work.wrote:
+                        await work.release()
+                    work.keep(kept)
                     results.append(result)
                 await kept.flush()
             return results
