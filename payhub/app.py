@@ -187,15 +187,12 @@ def create_app(
         connectors.update(connector_overrides or {})
         app[keys.CONNECTORS] = connectors
         app[keys.PAYMENTS] = PaymentService(
-            engine=app[keys.ENGINE],
             ledger=app[keys.LEDGER],
             connectors=connectors,
             router=Router(connectors, settings.default_bank, clock, settings.routing),
             clock=clock,
         )
-        app[keys.REFUNDS] = RefundService(
-            engine=app[keys.ENGINE], ledger=app[keys.LEDGER], connectors=connectors
-        )
+        app[keys.REFUNDS] = RefundService(ledger=app[keys.LEDGER], connectors=connectors)
         yield
         await http.close()
 

@@ -87,8 +87,8 @@ def preload_payments(path: str, count: int) -> dict[str, int]:
             raise ValueError("preload needs at least one payment the hub stored")
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute("PRAGMA synchronous=OFF")
-        head = _rows(db, "SELECT seq, hash FROM audit_head WHERE id = 1")[0]
-        seq, prev = int(head["seq"]), str(head["hash"])
+        head = _rows(db, "SELECT seq, hash, event_seq FROM audit_head WHERE id = 1")[0]
+        seq, prev, event_seq = int(head["seq"]), str(head["hash"]), int(head["event_seq"])
         added = {"payments": 0, "events": 0, "audit_log": 0, "idempotency_keys": 0}
         for start in range(0, count, CHUNK):
             batch: dict[str, list[dict[str, Any]]] = {name: [] for name in added}
@@ -98,11 +98,18 @@ def preload_payments(path: str, count: int) -> dict[str, int]:
                 seq, prev = _one(template, index, seq, prev, batch)
             db.execute("BEGIN")
             for name, rows in batch.items():
-                if name == "events":  # events take the next numbers of their own sequence
-                    rows = [{k: v for k, v in row.items() if k != "seq"} for row in rows]
+                if name == "events":  # events take the next numbers the ledger hands out
+                    numbered = []
+                    for row in rows:
+                        event_seq += 1
+                        numbered.append({**row, "seq": event_seq})
+                    rows = numbered
                 _insert(db, name, rows)
                 added[name] += len(rows)
-            db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
+            db.execute(
+                "UPDATE audit_head SET seq = ?, hash = ?, event_seq = ? WHERE id = 1",
+                (seq, prev, event_seq),
+            )
             db.execute("COMMIT")
         db.execute("PRAGMA journal_mode=WAL")
         return added

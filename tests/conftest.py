@@ -101,7 +101,9 @@ async def _database_url(
     engine = create_engine(postgres_database)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {', '.join(CLEAN_TABLES)} RESTART IDENTITY"))
-        await conn.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
+        await conn.execute(
+            text("UPDATE audit_head SET seq = 0, hash = :h, event_seq = 0"), {"h": "0" * 64}
+        )
     await engine.dispose()
     return postgres_database
 

@@ -27,8 +27,9 @@ from payhub.domain.clock import FakeClock
 from payhub.notify.signing import jwks
 from payhub.notify.worker import DeliveryWorker
 from payhub.portal import Webhook, WebhookReceiver
+from payhub.service.unit_of_work import UnitOfWork
 from payhub.settings import HubKey, PortalSettings
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from payhub.store.outbox import LedgerOutbox
 from payhub.store.tables import events, portal_endpoints
 from tests.factories import free_port
@@ -119,7 +120,7 @@ def portal(portal_id: str, url: str, whsec: str | None = None) -> PortalSettings
 async def emit(
     ledger: Ledger, portal_id: str, count: int, type: str = "payment.succeeded"
 ) -> list[str]:
-    async def unit(tx: Transaction) -> list[str]:
+    async def unit(tx: UnitOfWork) -> list[str]:
         return [
             tx.emit(
                 portal_id=portal_id,

@@ -22,6 +22,7 @@ from payhub.api.problems import problem_response
 from payhub.domain.ids import new_id
 from payhub.errors import ProblemError
 from payhub.store.ledger import LedgerClosed
+from payhub.store.nonces import DatabaseNonceStore, HeldNonce
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +30,10 @@ JSON_LIMIT = 64 * 1024
 STATEMENT_LIMIT = 256 * 1024 * 1024
 PRINCIPAL = web.RequestKey("principal", Credential)
 BODY = web.RequestKey("body", bytes)
+HELD_NONCE = web.RequestKey("held_nonce", HeldNonce)
+# Routes whose use case claims the request's nonce in its own unit of work (one durable
+# round per create); every other request claims its nonce alone before its handler.
+NONCE_IN_UNIT = frozenset({("POST", "/v1/payments")})
 UNSIGNED_V1 = frozenset({"/v1/openapi.json"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -111,9 +116,37 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     signed = SignedRequest.from_aiohttp(request, body)
     app = request.app
     credentials: dict[str, Credential] = app[keys.CREDENTIALS]
-    credential = await authenticate(signed, credentials, app[keys.NONCES], app[keys.CLOCK]())
+    store = app[keys.NONCES]
+    held = (
+        store.hold() if isinstance(store, DatabaseNonceStore) and _nonce_in_unit(request) else None
+    )
+    credential = await authenticate(signed, credentials, held or store, app[keys.CLOCK]())
+    if held is None:
+        return await _admit(request, credential, body, finance_route, handler)
+    request[HELD_NONCE] = held
+    try:
+        return await _admit(request, credential, body, finance_route, handler)
+    finally:
+        # A request refused or failed before its use case claimed the nonce uses it up
+        # alone, so a replay of it is still answered 401 and not with its first answer.
+        if not await held.settle():
+            raise ProblemError("signature_replayed", "This nonce was already used with this key.")
+
+
+def _nonce_in_unit(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and (request.method, resource.canonical) in NONCE_IN_UNIT
+
+
+async def _admit(
+    request: web.Request,
+    credential: Credential,
+    body: bytes,
+    finance_route: bool,
+    handler: Handler,
+) -> web.StreamResponse:
     _authorise(credential, finance_route)
-    app[keys.RATE_LIMITER].check(f"{credential.kind.value}:{credential.principal}")
+    request.app[keys.RATE_LIMITER].check(f"{credential.kind.value}:{credential.principal}")
     structlog.contextvars.bind_contextvars(
         **{
             "portal"

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from payhub import keys
-from payhub.api.middleware import BODY, PRINCIPAL
+from payhub.api.middleware import BODY, HELD_NONCE, PRINCIPAL
 from payhub.api.problems import json_response
 from payhub.api.schemas import (
     dossier_code,
@@ -19,7 +19,7 @@ from payhub.api.schemas import (
     parse_refund_request,
 )
 from payhub.errors import FieldError, ProblemError
-from payhub.store import repository
+from payhub.service.events import events_page
 
 routes = web.RouteTableDef()
 
@@ -71,7 +71,10 @@ async def create_payment(request: web.Request) -> web.Response:
     body = json_body(request)
     service = request.app[keys.PAYMENTS]
     parsed = parse_payment_request(body, known_banks=request.app[keys.CONNECTORS].keys())
-    created = await service.create(_portal(request), key, parsed)
+    held = request.get(HELD_NONCE)
+    created = await service.create(
+        _portal(request), key, parsed, nonce=held.taken if held is not None else None
+    )
     structlog.contextvars.bind_contextvars(payment_id=created.payment.id)
     if created.replayed:
         return json_response(
@@ -139,20 +142,7 @@ async def get_dossier(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     """Event pull: the portal's events in creation order, after a given event id."""
     query = parse_events_query(request.query)
-    portal, after, limit = _portal(request), query.after, query.limit
-    async with request.app[keys.ENGINE].connect() as conn:
-        after_seq = 0
-        if after:
-            found = await repository.event_seq(conn, portal, after)
-            if found is None:
-                raise ProblemError(
-                    "validation_failed",
-                    "unknown event id",
-                    errors=[FieldError("after", "not an event of this portal")],
-                )
-            after_seq = found
-        rows = await repository.list_events(conn, portal, after_seq=after_seq, limit=limit + 1)
-    page = rows[:limit]
-    return json_response(
-        {"data": [repository.event_to_public(r) for r in page], "has_more": len(rows) > limit}
+    page, has_more = await events_page(
+        request.app[keys.LEDGER], _portal(request), after=query.after, limit=query.limit
     )
+    return json_response({"data": page, "has_more": has_more})

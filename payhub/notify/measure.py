@@ -34,11 +34,12 @@ from sqlalchemy import func, select
 from payhub.domain.clock import system_clock
 from payhub.notify.worker import DeliveryWorker
 from payhub.portal.client import PortalClient
+from payhub.service.unit_of_work import UnitOfWork
 from payhub.settings import load_settings
 from payhub.setup import init_setup
 from payhub.store import migrate
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from payhub.store.outbox import LedgerOutbox
 from payhub.store.tables import events
 
@@ -86,9 +87,9 @@ async def delivery_throughput(folder: Path, count: int) -> dict[str, Any]:
     ledger = Ledger(engine, system_clock)
     await ledger.start()
 
-    async def fill(tx: Transaction) -> None:
+    async def fill(work: UnitOfWork) -> None:
         for i in range(500):
-            tx.emit(portal_id="demo", type="payment.succeeded", payment_id=f"p{i}", data=PAYLOAD)
+            work.emit(portal_id="demo", type="payment.succeeded", payment_id=f"p{i}", data=PAYLOAD)
 
     for _ in range(max(1, count // 500)):
         await ledger.run(fill)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
 
 from payhub.domain.clock import Clock, rfc3339, system_clock
 from payhub.domain.ids import new_id
@@ -21,9 +20,8 @@ from payhub.notify.signing import signing_keys
 from payhub.settings import Settings
 from payhub.store import migrate
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from payhub.store.outbox import LedgerOutbox, ReplayReport
-from payhub.store.tables import events
 
 OPERATOR = "operator:cli"
 MAX_REDIRECTS_SHOWN = 5
@@ -63,24 +61,15 @@ async def enable(settings: Settings, portal_id: str) -> bool:
 
 async def dead_events(settings: Settings) -> list[dict[str, Any]]:
     async with operator_outbox(settings) as outbox:
-
-        async def read_unit(tx: Transaction) -> list[dict[str, Any]]:
-            rows = await tx.conn.execute(
-                select(events.c.id, events.c.portal_id, events.c.type, events.c.created_at)
-                .where(events.c.delivery_state == "dead")
-                .order_by(events.c.seq)
-            )
-            return [
-                {
-                    "id": row.id,
-                    "portal": row.portal_id,
-                    "type": row.type,
-                    "created_at": rfc3339(row.created_at),
-                }
-                for row in rows
-            ]
-
-        return await outbox.ledger.run(read_unit)
+        return [
+            {
+                "id": row["id"],
+                "portal": row["portal_id"],
+                "type": row["type"],
+                "created_at": rfc3339(row["created_at"]),
+            }
+            for row in await outbox.dead_events()
+        ]
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,18 @@
 """Use cases on payments: create, read, cancel, confirm.
 
 Each use case does its slow, outside work first (placing the order at the bank), then
-hands one unit of work to the ledger, which commits it durably before the caller answers.
+hands one unit of work to the unit runner (the group-commit ledger), which commits it
+durably before the caller answers. Storage is reached only through the unit of work.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.connectors.port import (
     BankConnector,
@@ -30,15 +29,23 @@ from payhub.domain.reference import new_bank_reference
 from payhub.domain.requests import PaymentRequest
 from payhub.domain.states import EVENT_TYPE, PaymentStatus, can_transition, is_open
 from payhub.errors import BankUnavailable, FieldError, PayhubError, ProblemError
-from payhub.service.routing import Router
-from payhub.store import repository
-from payhub.store.ledger import Claim, Ledger, LostRace, Transaction
-from payhub.store.tables import idempotency_keys, payments
+from payhub.service.routing import Router, RouteRequest
+from payhub.service.unit_of_work import (
+    Claim,
+    IdempotencyRecord,
+    LostRace,
+    NewPayment,
+    NonceClaim,
+    Reading,
+    UnitOfWork,
+    UnitRunner,
+)
 
 log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 CREATE_SCOPE = "payments.create"
+REPLAYED_NONCE = "This nonce was already used with this key."
 
 
 @dataclass(frozen=True)
@@ -48,18 +55,16 @@ class Created:
 
 
 class PaymentService:
-    """The payment use cases, wired to the ledger, the read engine and the banks."""
+    """The payment use cases, wired to the unit runner (the ledger) and the banks."""
 
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
-        ledger: Ledger,
+        ledger: UnitRunner,
         connectors: dict[str, BankConnector],
         router: Router,
         clock: Clock,
     ) -> None:
-        self.engine = engine
         self.ledger = ledger
         self.connectors = connectors
         self.router = router
@@ -69,9 +74,21 @@ class PaymentService:
     # -- create ---------------------------------------------------------------------------
 
     async def create(
-        self, portal_id: str, idempotency_key: str, request: PaymentRequest
+        self,
+        portal_id: str,
+        idempotency_key: str,
+        request: PaymentRequest,
+        *,
+        nonce: NonceClaim | None = None,
     ) -> Created:
-        """Create a payment once per Idempotency-Key; a repeat replays the first answer."""
+        """Create a payment once per Idempotency-Key; a repeat replays the first answer.
+
+        ``nonce``, the request's signature nonce, is claimed in the same transaction as
+        the key and the payment (one durable round per create); a nonce already used
+        answers ``401 signature_replayed`` and nothing is stored. When the order goes
+        to a bank that is called over the network, the nonce is claimed first, alone,
+        because placing the order is already an effect.
+        """
         print_ = request.fingerprint()
         slot = (portal_id, idempotency_key)
         if slot in self._in_flight:
@@ -80,48 +97,45 @@ class PaymentService:
             )
         self._in_flight.add(slot)
         try:
-            if not self._orders_are_local(request.bank):
-                # A remote order is a side effect at the bank: never place one for a replay.
-                replay = await self._replay(portal_id, idempotency_key, print_)
-                if replay is not None:
-                    return replay
-            payment = await self._place_and_record(portal_id, idempotency_key, print_, request)
+            outcome = await self._place_and_record(
+                portal_id, idempotency_key, print_, request, nonce
+            )
         finally:
             self._in_flight.discard(slot)
-        if payment is None:  # another hub process won the race for this key
+        if isinstance(outcome, Created):  # replayed before a remote order was placed
+            return outcome
+        if outcome is None:  # another request (here or in another hub process) took the key
             replay = await self._replay(portal_id, idempotency_key, print_)
             if replay is None:
                 raise ProblemError("idempotency_in_flight", "the first request is still running")
             return replay
-        return Created(payment, replayed=False)
-
-    def _orders_are_local(self, chosen: str | None) -> bool:
-        """Whether every bank this request may go to places orders without calling out.
-
-        Then a repeated request costs only a signed URL or QR payload thrown away, and
-        the idempotency claim in the ledger (not a read before it) decides replays.
-        """
-        banks = [chosen] if chosen is not None else list(self.connectors)
-        return all(self.connectors[bank].places_orders_locally for bank in banks)
+        return Created(outcome, replayed=False)
 
     async def _replay(self, portal_id: str, key: str, print_: str) -> Created | None:
-        async with self.engine.connect() as conn:
-            record = await repository.get_idempotency_record(conn, portal_id, key)
+        async def read(store: Reading) -> Created | None:
+            record = await store.idempotency_keys.get(portal_id, key)
             if record is None:  # keys replay until housekeeping prunes them after 24 h
                 return None
-            if record["scope"] != CREATE_SCOPE or record["fingerprint"] != print_:
+            if record.scope != CREATE_SCOPE or record.fingerprint != print_:
                 raise ProblemError(
                     "idempotency_conflict",
                     "this Idempotency-Key was used with a different request",
                 )
-            payment = await repository.get_payment(conn, record["resource_id"])
-        if payment is None:  # pragma: no cover - the key and the payment commit together
-            raise PayhubError("idempotency record without its payment")
-        return Created(payment, replayed=True)
+            payment = await store.payments.get(record.resource_id)
+            if payment is None:  # pragma: no cover - the key and the payment commit together
+                raise PayhubError("idempotency record without its payment")
+            return Created(payment, replayed=True)
+
+        return await self.ledger.read(read)
 
     async def _place_and_record(
-        self, portal_id: str, key: str, print_: str, request: PaymentRequest
-    ) -> Payment | None:
+        self,
+        portal_id: str,
+        key: str,
+        print_: str,
+        request: PaymentRequest,
+        nonce: NonceClaim | None,
+    ) -> Payment | Created | None:
         canonical = request.canonical()
         now = self.clock()
         payment_id = new_id("pay")
@@ -138,61 +152,98 @@ class PaymentService:
             created_at=now,
             expires_at=expires_at,
         )
-        bank, placed = await self._place(order, request.bank)
+
+        async def before_remote_order() -> Created | None:
+            if nonce is not None and not nonce.decided:
+                await claim_nonce_alone(self.ledger, nonce)
+            # A remote order is a side effect at the bank: never place one for a replay.
+            return await self._replay(portal_id, key, print_)
+
+        placed_or_replay = await self._place(order, request, before_remote_order)
+        if isinstance(placed_or_replay, Created):
+            return placed_or_replay
+        bank, placed = placed_or_replay
+        if nonce is not None and nonce.decided:  # claimed before a remote order
+            nonce = None
         dossier = canonical["dossier"]
         payer = canonical["payer"]
-        row = {
-            "id": payment_id,
-            "portal_id": portal_id,
-            "dossier_code": dossier["code"],
-            "procedure_code": dossier.get("procedure_code"),
-            "agency_code": dossier["agency_code"],
-            "agency_name": dossier.get("agency_name"),
-            "payer_name": payer["name"],
-            "payer_id_number": payer.get("id_number"),
-            "payer_phone": payer.get("phone"),
-            "items": json.dumps(canonical["items"], ensure_ascii=False, separators=(",", ":")),
-            "amount": request.amount,
-            "currency": "VND",
-            "description": canonical.get("description"),
-            "return_url": request.return_url,
-            "bank": bank,
-            "bank_reference": reference,
-            "payment_url": placed.payment_url,
-            "qr": placed.qr,
-            "status": PaymentStatus.PENDING.value,
-            "refunded_amount": 0,
-            "created_at": now,
-            "expires_at": expires_at,
-            "updated_at": now,
-        }
-        key_row = {
-            "portal_id": portal_id,
-            "key": key,
-            "scope": CREATE_SCOPE,
-            "fingerprint": print_,
-            "resource_id": payment_id,
-            "created_at": now,
-        }
+        payment = Payment(
+            id=payment_id,
+            portal_id=portal_id,
+            dossier={
+                "code": dossier["code"],
+                "procedure_code": dossier.get("procedure_code"),
+                "agency_code": dossier["agency_code"],
+                "agency_name": dossier.get("agency_name"),
+            },
+            items=[dict(item) for item in canonical["items"]],
+            amount=request.amount,
+            currency="VND",
+            bank=bank,
+            bank_reference=reference,
+            payment_url=placed.payment_url,
+            qr=placed.qr,
+            status=PaymentStatus.PENDING,
+            created_at=now,
+            expires_at=expires_at,
+            paid_at=None,
+            refunded_amount=0,
+            failure_code=None,
+            description=canonical.get("description"),
+        )
+        new = NewPayment(
+            payment=payment,
+            payer_name=payer["name"],
+            payer_id_number=payer.get("id_number"),
+            payer_phone=payer.get("phone"),
+            return_url=request.return_url,
+        )
+        record = IdempotencyRecord(
+            portal_id=portal_id,
+            key=key,
+            scope=CREATE_SCOPE,
+            fingerprint=print_,
+            resource_id=payment_id,
+            created_at=now,
+        )
 
-        async def record(tx: Transaction) -> Claim:
-            created = tx.audit_entry(
+        async def record_unit(work: UnitOfWork) -> tuple[Claim | None, Claim]:
+            nonce_claim = work.nonces.claim(nonce) if nonce is not None else None
+            created = work.audit_entry(
                 actor=f"portal:{portal_id}",
                 action="payment.created",
                 payment_id=payment_id,
                 to_status=PaymentStatus.PENDING.value,
                 detail={"amount": request.amount, "bank": bank, "dossier": dossier["code"]},
             )
-            return tx.claim(idempotency_keys, key_row, then=[(payments, row)], audit=[created])
+            key_claim = work.idempotency_keys.claim(
+                record, creates=new, audit=[created], after=nonce_claim
+            )
+            return nonce_claim, key_claim
 
-        if not (await self.ledger.run(record)).won:
-            return None
-        unset = {"paid_at": None, "failure_code": None, "bank_transaction_id": None}
-        return repository.payment_from_row({**row, **unset})
+        nonce_claim, key_claim = await self.ledger.run(record_unit)
+        if nonce is not None and nonce_claim is not None:
+            nonce.decided = True
+            if not nonce_claim.won:
+                raise ProblemError("signature_replayed", REPLAYED_NONCE)
+        return payment if key_claim.won else None
 
-    async def _place(self, order: OrderRequest, chosen: str | None) -> tuple[str, PlacedOrder]:
-        """Place the order at the chosen bank, or at the first routed bank that takes it."""
-        candidates = self.router.candidates(order.amount, chosen)
+    async def _place(
+        self,
+        order: OrderRequest,
+        request: PaymentRequest,
+        before_remote_order: Callable[[], Awaitable[Created | None]],
+    ) -> tuple[str, PlacedOrder] | Created:
+        """Place the order at the chosen bank, or at the first routed bank that takes it.
+
+        Before the first bank that places orders over the network (an effect outside the
+        hub), ``before_remote_order`` runs once: it settles the request's nonce and
+        returns the first answer if this is a replay, which is then returned instead.
+        Banks that sign orders locally (VNPay) need neither: the create's own unit of
+        work claims the nonce and the key.
+        """
+        chosen = request.bank
+        candidates = self.router.candidates(RouteRequest.for_payment(request), chosen)
         if not candidates:
             if chosen is not None:
                 connector = self.connectors[chosen]
@@ -206,9 +257,16 @@ class PaymentService:
                 "no configured bank takes this amount",
                 errors=[FieldError("amount", "outside every configured bank's limits")],
             )
+        guarded = False
         for bank in candidates:
+            connector = self.connectors[bank]
+            if not connector.places_orders_locally and not guarded:
+                guarded = True
+                replay = await before_remote_order()
+                if replay is not None:
+                    return replay
             try:
-                placed = await self.connectors[bank].place_order(order)
+                placed = await connector.place_order(order)
             except BankUnavailable as exc:
                 self.router.record_failure(bank)
                 log.warning("bank_unavailable", bank=bank, error=str(exc))
@@ -224,15 +282,19 @@ class PaymentService:
     # -- read -----------------------------------------------------------------------------
 
     async def get(self, portal_id: str, payment_id: str) -> Payment:
-        async with self.engine.connect() as conn:
-            payment = await repository.get_payment(conn, payment_id, portal_id=portal_id)
+        async def read(store: Reading) -> Payment | None:
+            return await store.payments.get(payment_id, portal_id=portal_id)
+
+        payment = await self.ledger.read(read)
         if payment is None:
             raise ProblemError("not_found", f"no payment {payment_id!r}")
         return payment
 
     async def list_for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
-        async with self.engine.connect() as conn:
-            return await repository.list_dossier_payments(conn, portal_id, dossier_code)
+        async def read(store: Reading) -> list[Payment]:
+            return await store.payments.for_dossier(portal_id, dossier_code)
+
+        return await self.ledger.read(read)
 
     async def dossier(self, portal_id: str, dossier_code: str) -> dict[str, Any]:
         found = await self.list_for_dossier(portal_id, dossier_code)
@@ -245,27 +307,16 @@ class PaymentService:
     async def cancel(self, portal_id: str, payment_id: str) -> Payment:
         """Cancel a payment that is still ``pending`` or ``unknown``."""
 
-        async def cancel_unit(tx: Transaction) -> Payment:
-            row = (
-                (
-                    await tx.conn.execute(
-                        select(payments).where(
-                            payments.c.id == payment_id, payments.c.portal_id == portal_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
+        async def cancel_unit(work: UnitOfWork) -> Payment:
+            payment = await work.payments.get(payment_id, portal_id=portal_id)
+            if payment is None:
                 raise ProblemError("not_found", f"no payment {payment_id!r}")
-            payment = repository.payment_from_row(row)
             if not is_open(payment.status):
                 raise ProblemError(
                     "invalid_state", f"a {payment.status.value} payment cannot be cancelled"
                 )
             return await transition(
-                tx, payment, PaymentStatus.CANCELLED, actor=f"portal:{portal_id}"
+                work, payment, PaymentStatus.CANCELLED, actor=f"portal:{portal_id}"
             )
 
         return await self.ledger.run(cancel_unit)
@@ -279,25 +330,13 @@ class PaymentService:
         final → apply. A failure arriving after success is recorded and ignored.
         """
 
-        async def confirm_unit(tx: Transaction) -> ConfirmationOutcome:
-            row = (
-                (
-                    await tx.conn.execute(
-                        select(payments).where(
-                            payments.c.bank_reference == confirmation.bank_reference,
-                            payments.c.bank == bank,
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
+        async def confirm_unit(work: UnitOfWork) -> ConfirmationOutcome:
+            payment = await work.payments.by_reference(bank, confirmation.bank_reference)
+            if payment is None:
                 return ConfirmationOutcome.UNKNOWN_ORDER
-            payment = repository.payment_from_row(row)
             actor = f"bank:{bank}"
             if confirmation.amount != payment.amount:
-                tx.audit(
+                work.audit(
                     actor=actor,
                     action="confirmation.amount_mismatch",
                     payment_id=payment.id,
@@ -319,7 +358,7 @@ class PaymentService:
             if payment.status is target:
                 return ConfirmationOutcome.ALREADY_APPLIED
             if not can_transition(payment.status, target):
-                tx.audit(
+                work.audit(
                     actor=actor,
                     action="transition.rejected",
                     payment_id=payment.id,
@@ -333,11 +372,11 @@ class PaymentService:
                 )
                 return ConfirmationOutcome.IGNORED
             await transition(
-                tx,
+                work,
                 payment,
                 target,
                 actor=actor,
-                paid_at=confirmation.paid_at or tx.clock()
+                paid_at=confirmation.paid_at or work.now()
                 if target is PaymentStatus.SUCCEEDED
                 else None,
                 failure_code=confirmation.failure_code if target is PaymentStatus.FAILED else None,
@@ -348,13 +387,25 @@ class PaymentService:
         return await self.ledger.run(confirm_unit)
 
 
+async def claim_nonce_alone(runner: UnitRunner, nonce: NonceClaim) -> None:
+    """Use up a request nonce in a round of its own; ``401 signature_replayed`` if used."""
+
+    async def claim_unit(work: UnitOfWork) -> Claim:
+        return work.nonces.claim(nonce)
+
+    claim = await runner.run(claim_unit)
+    nonce.decided = True
+    if not claim.won:
+        raise ProblemError("signature_replayed", REPLAYED_NONCE)
+
+
 async def transition(
-    tx: Transaction,
+    work: UnitOfWork,
     payment: Payment,
     target: PaymentStatus,
     *,
     actor: str,
-    paid_at: Any = None,
+    paid_at: datetime | None = None,
     failure_code: str | None = None,
     bank_transaction_id: str | None = None,
     detail: dict[str, Any] | None = None,
@@ -366,21 +417,6 @@ async def transition(
     """
     if not can_transition(payment.status, target):  # pragma: no cover - callers check first
         raise PayhubError(f"illegal transition {payment.status} -> {target}")
-    now = tx.clock()
-    values: dict[str, Any] = {"status": target.value, "updated_at": now}
-    if paid_at is not None:
-        values["paid_at"] = paid_at
-    if failure_code is not None:
-        values["failure_code"] = failure_code
-    if bank_transaction_id is not None:
-        values["bank_transaction_id"] = bank_transaction_id
-    result = await tx.conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id, payments.c.status == payment.status.value)
-        .values(values)
-    )
-    if result.rowcount != 1:
-        raise LostRace(payment.id)
     updated = replace(
         payment,
         status=target,
@@ -388,7 +424,9 @@ async def transition(
         failure_code=failure_code if failure_code is not None else payment.failure_code,
         bank_transaction_id=bank_transaction_id or payment.bank_transaction_id,
     )
-    tx.audit(
+    if not await work.payments.change_status(payment, updated, at=work.now()):
+        raise LostRace(payment.id)
+    work.audit(
         actor=actor,
         action=f"payment.{target.value}",
         payment_id=payment.id,
@@ -399,37 +437,29 @@ async def transition(
     )
     event_type = EVENT_TYPE[target]
     if event_type is not None:
-        tx.emit(
+        work.emit(
             portal_id=payment.portal_id,
             type=event_type,
             payment_id=payment.id,
             data=updated.to_public(),
         )
     if target is PaymentStatus.SUCCEEDED:
-        await _emit_if_overpaid(tx, updated)
+        await _emit_if_overpaid(work, updated)
     return updated
 
 
-async def _emit_if_overpaid(tx: Transaction, paid: Payment) -> None:
+async def _emit_if_overpaid(work: UnitOfWork, paid: Payment) -> None:
     """A second payment covering the same item codes makes the dossier overpaid: tell the portal."""
     code = paid.dossier["code"]
-    rows = (
-        await tx.conn.execute(
-            select(payments).where(
-                payments.c.portal_id == paid.portal_id,
-                payments.c.dossier_code == code,
-                payments.c.status == PaymentStatus.SUCCEEDED.value,
-            )
-        )
-    ).mappings()
-    others = [repository.payment_from_row(r) for r in rows if r["id"] != paid.id]
+    succeeded = await work.payments.succeeded_for_dossier(paid.portal_id, code)
+    others = [p for p in succeeded if p.id != paid.id]
     if not others:
         return
     before, _, _ = dossier_status(others)
     everything = [*others, paid]
     after, _, _ = dossier_status(everything)
     if after == "overpaid" and before != "overpaid":
-        tx.emit(
+        work.emit(
             portal_id=paid.portal_id,
             type="dossier.overpaid",
             payment_id=paid.id,

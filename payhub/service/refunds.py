@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.connectors.port import BankConnector, RefundRequest, RefundResult
 from payhub.domain.ids import new_id
@@ -20,14 +18,9 @@ from payhub.domain.payment import Payment, Refund
 from payhub.domain.requests import RefundRequestBody
 from payhub.domain.states import PaymentStatus
 from payhub.errors import BankError, FieldError, PayhubError, ProblemError
-from payhub.store import repository
-from payhub.store.ledger import Ledger, Transaction
-from payhub.store.sql import insert_ignore
-from payhub.store.tables import idempotency_keys, payments, refunds
+from payhub.service.unit_of_work import IdempotencyRecord, Reading, UnitOfWork, UnitRunner
 
 log = structlog.get_logger(__name__)
-
-OPEN_REFUND_STATUSES = ("pending", "succeeded")
 
 
 @dataclass(frozen=True)
@@ -37,10 +30,7 @@ class RefundOutcome:
 
 
 class RefundService:
-    def __init__(
-        self, *, engine: AsyncEngine, ledger: Ledger, connectors: dict[str, BankConnector]
-    ) -> None:
-        self.engine = engine
+    def __init__(self, *, ledger: UnitRunner, connectors: dict[str, BankConnector]) -> None:
         self.ledger = ledger
         self.connectors = connectors
         self._in_flight: set[tuple[str, str]] = set()
@@ -60,7 +50,7 @@ class RefundService:
             if replay is not None:
                 return replay
             reserved = await self.ledger.run(
-                lambda tx: self._reserve(tx, portal_id, payment_id, key, scope, print_, body)
+                lambda work: self._reserve(work, portal_id, payment_id, key, scope, print_, body)
             )
             if reserved is None:
                 replay = await self._replay(portal_id, key, scope, print_)
@@ -71,7 +61,9 @@ class RefundService:
             result = await self._ask_bank(refund, payment)
             if result is None:
                 return RefundOutcome(refund, replayed=False)
-            settled = await self.ledger.run(lambda tx: self._settle(tx, refund, payment, result))
+            settled = await self.ledger.run(
+                lambda work: self._settle(work, refund, payment, result)
+            )
             return RefundOutcome(settled, replayed=False)
         finally:
             self._in_flight.discard(slot)
@@ -79,22 +71,24 @@ class RefundService:
     async def _replay(
         self, portal_id: str, key: str, scope: str, print_: str
     ) -> RefundOutcome | None:
-        async with self.engine.connect() as conn:
-            record = await repository.get_idempotency_record(conn, portal_id, key)
+        async def read(store: Reading) -> RefundOutcome | None:
+            record = await store.idempotency_keys.get(portal_id, key)
             if record is None:  # keys replay until housekeeping prunes them after 24 h
                 return None
-            if record["scope"] != scope or record["fingerprint"] != print_:
+            if record.scope != scope or record.fingerprint != print_:
                 raise ProblemError(
                     "idempotency_conflict", "this Idempotency-Key was used with a different request"
                 )
-            refund = await repository.get_refund(conn, record["resource_id"])
-        if refund is None:  # pragma: no cover
-            raise PayhubError("idempotency record without its refund")
-        return RefundOutcome(refund, replayed=True)
+            refund = await store.refunds.get(record.resource_id)
+            if refund is None:  # pragma: no cover
+                raise PayhubError("idempotency record without its refund")
+            return RefundOutcome(refund, replayed=True)
+
+        return await self.ledger.read(read)
 
     async def _reserve(
         self,
-        tx: Transaction,
+        work: UnitOfWork,
         portal_id: str,
         payment_id: str,
         key: str,
@@ -102,15 +96,9 @@ class RefundService:
         print_: str,
         body: RefundRequestBody,
     ) -> tuple[Refund, Payment] | None:
-        query = select(payments).where(
-            payments.c.id == payment_id, payments.c.portal_id == portal_id
-        )
-        if tx.conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # refunds of one payment, one at a time
-        row = (await tx.conn.execute(query)).mappings().first()
-        if row is None:
+        payment = await work.payments.get_for_refund(payment_id, portal_id=portal_id)
+        if payment is None:
             raise ProblemError("not_found", f"no payment {payment_id!r}")
-        payment = repository.payment_from_row(row)
         connector = self.connectors.get(payment.bank)
         if connector is None or not connector.supports_refund:
             raise ProblemError(
@@ -120,21 +108,14 @@ class RefundService:
             raise ProblemError(
                 "invalid_state", f"a {payment.status.value} payment cannot be refunded"
             )
-        taken = (
-            await tx.conn.execute(
-                select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
-                    refunds.c.payment_id == payment_id, refunds.c.status.in_(OPEN_REFUND_STATUSES)
-                )
-            )
-        ).scalar_one()
-        left = payment.amount - int(taken)
+        left = payment.amount - await work.refunds.committed_amount(payment_id)
         if body.amount > left:
             raise ProblemError(
                 "validation_failed",
                 f"only {left:,} VND of this payment can still be refunded",
                 errors=[FieldError("amount", f"at most {left}")],
             )
-        now = tx.clock()
+        now = work.now()
         refund = Refund(
             id=new_id("rfd"),
             payment_id=payment_id,
@@ -143,33 +124,18 @@ class RefundService:
             created_at=now,
             reason=body.reason,
         )
-        claimed = await tx.conn.execute(
-            insert_ignore(tx.conn, idempotency_keys),
-            {
-                "portal_id": portal_id,
-                "key": key,
-                "scope": scope,
-                "fingerprint": print_,
-                "resource_id": refund.id,
-                "created_at": now,
-            },
+        record = IdempotencyRecord(
+            portal_id=portal_id,
+            key=key,
+            scope=scope,
+            fingerprint=print_,
+            resource_id=refund.id,
+            created_at=now,
         )
-        if claimed.first() is None:
+        if not await work.idempotency_keys.claim_now(record):
             return None
-        await tx.conn.execute(
-            refunds.insert(),
-            {
-                "id": refund.id,
-                "payment_id": payment_id,
-                "portal_id": portal_id,
-                "amount": refund.amount,
-                "reason": refund.reason,
-                "status": "pending",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        tx.audit(
+        await work.refunds.add(refund, portal_id=portal_id)
+        work.audit(
             actor=f"portal:{portal_id}",
             action="refund.requested",
             payment_id=payment_id,
@@ -196,38 +162,31 @@ class RefundService:
             return None
 
     async def _settle(
-        self, tx: Transaction, refund: Refund, payment: Payment, result: RefundResult
+        self, work: UnitOfWork, refund: Refund, payment: Payment, result: RefundResult
     ) -> Refund:
         status = "succeeded" if result.succeeded else "failed"
-        now = tx.clock()
-        changed = await tx.conn.execute(
-            update(refunds)
-            .where(refunds.c.id == refund.id, refunds.c.status == "pending")
-            .values(
-                status=status,
-                bank_refund_id=result.bank_refund_id,
-                failure_code=result.failure_code,
-                updated_at=now,
-            )
+        now = work.now()
+        changed = await work.refunds.settle(
+            refund.id,
+            status=status,
+            bank_refund_id=result.bank_refund_id,
+            failure_code=result.failure_code,
+            at=now,
         )
-        if changed.rowcount != 1:  # settled meanwhile by another path: report what is stored
-            stored = await repository.get_refund(tx.conn, refund.id)
+        if not changed:  # settled meanwhile by another path: report what is stored
+            stored = await work.refunds.get(refund.id)
             assert stored is not None
             return stored
         if result.succeeded:
-            await tx.conn.execute(
-                update(payments)
-                .where(payments.c.id == payment.id)
-                .values(refunded_amount=payments.c.refunded_amount + refund.amount, updated_at=now)
-            )
+            await work.payments.add_refunded(payment.id, refund.amount, now)
         settled = replace(refund, status=status)
-        tx.audit(
+        work.audit(
             actor=f"bank:{payment.bank}",
             action=f"refund.{status}",
             payment_id=payment.id,
             detail={"refund_id": refund.id, "amount": refund.amount, "code": result.failure_code},
         )
-        tx.emit(
+        work.emit(
             portal_id=payment.portal_id,
             type=f"refund.{status}",
             payment_id=payment.id,

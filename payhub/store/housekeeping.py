@@ -11,17 +11,18 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger, LedgerUnitOfWork
 from payhub.store.tables import idempotency_keys
 
 
 async def prune_idempotency_keys(ledger: Ledger, before: datetime) -> int:
     """Delete idempotency keys created before ``before``; returns how many."""
 
-    async def prune_unit(tx: Transaction) -> int:
-        result = await tx.conn.execute(
+    async def prune_unit(work: LedgerUnitOfWork) -> int:
+        conn = await work.writing()
+        result = await conn.execute(
             delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
         )
         return int(result.rowcount or 0)
 
-    return await ledger.run(prune_unit)
+    return await ledger.run_in_store(prune_unit)

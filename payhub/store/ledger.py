@@ -1,26 +1,38 @@
 """The ledger: every write of the hub goes through here, in group commits.
 
-Concurrent requests hand the ledger a *unit of work* (an async function of a
-``Transaction``). One background task collects the units waiting at that moment, runs
-them one after another inside a single database transaction, appends their audit entries
-to the hash chain and their portal events to the outbox, commits once, and only then
-answers each caller. A portal's ``201`` or a bank's ``00`` is therefore never sent before
-its commit, while hundreds of requests share one disk flush.
+The ledger is the hub's ``UnitRunner`` (``payhub.service.unit_of_work``). Concurrent
+requests hand it *units of work* (async functions of a ``UnitOfWork``). One background
+task collects the units waiting at that moment, runs them one after another inside a
+single database transaction, appends their audit entries to the hash chain and their
+portal events to the outbox, commits once, and only then answers each caller. A portal's
+``201`` or a bank's ``00`` is therefore never sent before its commit, while hundreds of
+requests share one disk flush.
 
-Rules for units:
+What keeps units apart inside one transaction:
 
-- a unit only touches the database through ``tx.conn``, ``tx.audit`` and ``tx.emit``;
-  no HTTP, no sleeping: it may be run twice (see below);
-- a unit may raise ``ProblemError`` only *before* its first write: it is then dropped
-  from the batch with its error and the batch goes on;
-- a unit that finds a row changed by another hub process raises ``LostRace``; the
-  batch is rolled back and run again (so are deadlocks and serialization failures);
-- any other exception rolls the whole batch back, and every unit of it is run again in
-  a transaction of its own, so one bad unit never fails its neighbours.
+- each unit gets its own ``LedgerUnitOfWork``; its audit entries, events and claims join
+  the batch only if it returns;
+- its first write takes a SAVEPOINT (units that only read or only claim need none); a
+  unit that raises, whatever it raises and after however many writes, is rolled back to
+  it and answered with its exception while its neighbours go on. Repositories write
+  only through ``LedgerUnitOfWork.writing()``, so no write can escape the savepoint;
+- a unit that raises ``LostRace`` (a guarded update found the row changed by another
+  hub process) has the batch rolled back and run again (so do deadlocks and
+  serialization failures);
+- a unit that fails before any write with anything but a ``ProblemError`` may have left
+  the transaction unusable (PostgreSQL aborts it on a failed statement): the batch is
+  rolled back and every unit of it is run again in a transaction of its own, so one bad
+  unit never fails its neighbours.
 
-The audit chain head lives in ``audit_head``; it is read (``FOR UPDATE`` on PostgreSQL,
-under ``BEGIN IMMEDIATE`` on SQLite) just before the chain is extended, so several hub
-processes extend one chain without forks.
+Claims (unique rows such as idempotency keys and nonces) are written at the end of the
+batch, one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per table and level
+(a claim made ``after`` another is tried only if that one was won).
+
+The audit chain head lives in ``audit_head``, with the last event sequence number. It is
+read (``FOR UPDATE`` on PostgreSQL, under ``BEGIN IMMEDIATE`` on SQLite) before events
+and audit entries are written, and held until commit: several hub processes extend one
+chain without forks, and events are numbered in the order they commit, so a portal
+paging ``GET /v1/events?after=`` never skips one committed late.
 """
 
 from __future__ import annotations
@@ -28,42 +40,56 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from payhub.domain.clock import Clock
 from payhub.domain.ids import new_id
 from payhub.errors import PayhubError, ProblemError
+from payhub.service.unit_of_work import AuditEntry, Claim, LostRace, Reading, UnitOfWork
+from payhub.store.repository import (
+    SqlEvents,
+    SqlIdempotencyKeys,
+    SqlNonces,
+    SqlPayments,
+    SqlRefunds,
+)
 from payhub.store.sql import insert_ignore
 from payhub.store.tables import audit_head, audit_log, events
 
 T = TypeVar("T")
-Unit = Callable[["Transaction"], Awaitable[T]]
+StoreUnit = Callable[["LedgerUnitOfWork"], Awaitable[T]]
 
 GENESIS_HASH = "0" * 64
 MAX_BATCH = 256
 
 log = structlog.get_logger(__name__)
 
+__all__ = [
+    "GENESIS_HASH",
+    "AuditEntry",
+    "Ledger",
+    "LedgerClosed",
+    "LedgerUnitOfWork",
+    "LostRace",
+    "chain_hash",
+]
+
 
 class LedgerClosed(PayhubError):
     """The ledger no longer takes work: the hub is shutting down."""
 
 
-class LostRace(PayhubError):
-    """A unit found a row changed under it by another hub process; it is run again.
-
-    Units raise it from guarded updates (``UPDATE … WHERE status = <seen>`` touching no
-    row). The retry reads the row afresh and decides again, so the unit's effect still
-    happens at most once.
-    """
+class ReadOnlyUnit(PayhubError):
+    """A read-only query tried to write; reads run outside the group commit."""
 
 
 RACE_RETRIES = 5
@@ -78,17 +104,6 @@ def _lost_race(exc: BaseException) -> bool:
         state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         return state in _RETRYABLE_SQLSTATES
     return False
-
-
-@dataclass
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: str
-    payment_id: str | None
-    from_status: str | None
-    to_status: str | None
-    detail: dict[str, Any]
 
 
 def chain_hash(prev_hash: str, seq: int, entry: AuditEntry) -> str:
@@ -111,52 +126,117 @@ def chain_hash(prev_hash: str, seq: int, entry: AuditEntry) -> str:
     return hashlib.sha256(f"{prev_hash}|{record}".encode()).hexdigest()
 
 
-@dataclass
-class Claim:
+@cache
+def _primary_key(table: Table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.primary_key.columns)
+
+
+@dataclass(eq=False, slots=True)
+class PendingClaim:
     """A unique row a unit wants, and the rows that come with it if it gets it.
 
-    Whether the claim was won is known once the batch is flushed: ``won`` is read by
-    the caller after ``Ledger.run`` returns, never inside the unit.
+    ``won`` is set when the batch is flushed: the caller reads it after ``Ledger.run``
+    returns, never inside the unit.
     """
 
     table: Table
     row: dict[str, Any]
-    rows: list[tuple[Table, dict[str, Any]]]
-    audit: list[AuditEntry]
+    rows: Sequence[tuple[Table, dict[str, Any]]]
+    audit: Sequence[AuditEntry]
+    after: PendingClaim | None = None
     won: bool = False
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return tuple(self.row[c.name] for c in self.table.primary_key.columns)
+        row = self.row
+        return tuple(row[name] for name in _primary_key(self.table))
+
+    @property
+    def level(self) -> int:
+        depth, parent = 0, self.after
+        while parent is not None:
+            depth, parent = depth + 1, parent.after
+        return depth
 
 
-@dataclass
-class Transaction:
-    """What a unit of work may use: the connection, the audit trail and the outbox."""
+class LedgerUnitOfWork:
+    """One unit's view of its batch's transaction: the ``UnitOfWork`` the ledger hands out."""
 
-    conn: AsyncConnection
-    clock: Clock
-    _audit: list[AuditEntry] = field(default_factory=list)
-    _events: list[dict[str, Any]] = field(default_factory=list)
-    _claims: list[Claim] = field(default_factory=list)
+    __slots__ = (
+        "_audit",
+        "_claims",
+        "_clock",
+        "_conn",
+        "_events",
+        "_read_only",
+        "_savepoint",
+    )
 
-    def claim(
+    def __init__(self, conn: AsyncConnection, clock: Clock, *, read_only: bool = False) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._read_only = read_only
+        self._savepoint: AsyncTransaction | None = None
+        self._audit: list[AuditEntry] = []
+        self._events: list[dict[str, Any]] = []
+        self._claims: list[PendingClaim] = []
+
+    # -- the repositories (made on use: a create needs two of the five) ----------------
+
+    @property
+    def payments(self) -> SqlPayments:
+        return SqlPayments(self)
+
+    @property
+    def idempotency_keys(self) -> SqlIdempotencyKeys:
+        return SqlIdempotencyKeys(self)
+
+    @property
+    def refunds(self) -> SqlRefunds:
+        return SqlRefunds(self)
+
+    @property
+    def events(self) -> SqlEvents:
+        return SqlEvents(self)
+
+    @property
+    def nonces(self) -> SqlNonces:
+        return SqlNonces(self)
+
+    # -- what repositories use ---------------------------------------------------------
+
+    def reading(self) -> AsyncConnection:
+        return self._conn
+
+    async def writing(self) -> AsyncConnection:
+        """The connection, once this unit's savepoint is taken (on its first write)."""
+        if self._read_only:
+            raise ReadOnlyUnit("a read-only query cannot write")
+        if self._savepoint is None:
+            self._savepoint = await self._conn.begin_nested()
+        return self._conn
+
+    def add_claim(
         self,
         table: Table,
         row: dict[str, Any],
         *,
-        then: list[tuple[Table, dict[str, Any]]] = (),  # type: ignore[assignment]
-        audit: list[AuditEntry] = (),  # type: ignore[assignment]
-    ) -> Claim:
-        """Insert ``row`` unless its primary key exists; if it is inserted, so are ``then``.
-
-        Claims of one batch are written together, one multi-row ``INSERT … ON CONFLICT
-        DO NOTHING RETURNING`` per table: this is what makes a create cost a fraction of
-        a statement instead of two round trips.
-        """
-        claim = Claim(table, row, list(then), list(audit))
+        then: Sequence[tuple[Table, dict[str, Any]]] = (),
+        audit: Sequence[AuditEntry] = (),
+        after: Claim | None = None,
+    ) -> PendingClaim:
+        if self._read_only:
+            raise ReadOnlyUnit("a read-only query cannot claim")
+        if after is not None and not isinstance(after, PendingClaim):
+            raise TypeError("a claim can only follow a claim of the same ledger")
+        claim = PendingClaim(table, row, then, audit, after)
         self._claims.append(claim)
         return claim
+
+    # -- the audit trail and the outbox --------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def audit_entry(
         self,
@@ -168,9 +248,8 @@ class Transaction:
         to_status: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
-        """An audit entry to hand to ``claim``: written only if the claim is won."""
         return AuditEntry(
-            at=self.clock(),
+            at=self._clock(),
             actor=actor,
             action=action,
             payment_id=payment_id,
@@ -189,7 +268,8 @@ class Transaction:
         to_status: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Append an entry to the hash-chained audit trail (written with the batch)."""
+        if self._read_only:
+            raise ReadOnlyUnit("a read-only query cannot audit")
         self._audit.append(
             self.audit_entry(
                 actor=actor,
@@ -204,9 +284,10 @@ class Transaction:
     def emit(
         self, *, portal_id: str, type: str, payment_id: str | None, data: dict[str, Any]
     ) -> str:
-        """Put a portal event into the outbox, in this same transaction; returns its id."""
+        if self._read_only:
+            raise ReadOnlyUnit("a read-only query cannot emit events")
         event_id = new_id("evt")
-        now = self.clock()
+        now = self._clock()
         self._events.append(
             {
                 "id": event_id,
@@ -222,41 +303,85 @@ class Transaction:
         )
         return event_id
 
+    # -- how the ledger ends a unit ------------------------------------------------------
+
+    @property
+    def wrote(self) -> bool:
+        return self._savepoint is not None
+
+    async def release(self) -> None:
+        if self._savepoint is not None:
+            await self._savepoint.commit()
+
+    def keep(self, batch: _Batch) -> None:
+        batch.claims += self._claims
+        batch.audit += self._audit
+        batch.events += self._events
+
+    async def discard(self) -> None:
+        if self._savepoint is not None:
+            await self._savepoint.rollback()
+
+
+@dataclass
+class _Batch:
+    """What the kept units of one transaction leave to write at its end."""
+
+    conn: AsyncConnection
+    claims: list[PendingClaim] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def flush(self) -> None:
+        if self.claims:
+            await self._flush_claims()
+        if self.audit or self.events:
+            await self._extend_chain_and_outbox()
+
     async def _flush_claims(self) -> None:
-        by_table: dict[Table, list[Claim]] = {}
-        for claim in self._claims:
-            by_table.setdefault(claim.table, []).append(claim)
-        for table, claims in by_table.items():
-            unique: dict[tuple[Any, ...], Claim] = {}
-            for claim in claims:  # the first claim of a key in the batch is the only candidate
-                unique.setdefault(claim.key, claim)
-            result = await self.conn.execute(
-                insert_ignore(self.conn, table), [c.row for c in unique.values()]
-            )
-            for returned in result.all():
-                unique[tuple(returned)].won = True
+        levels: dict[int, list[PendingClaim]] = {}
+        for claim in self.claims:
+            levels.setdefault(claim.level, []).append(claim)
+        for level in sorted(levels):
+            by_table: dict[Table, dict[tuple[Any, ...], PendingClaim]] = {}
+            for claim in levels[level]:
+                if claim.after is not None and not claim.after.won:
+                    continue
+                # the first claim of a key in the batch is the only candidate
+                by_table.setdefault(claim.table, {}).setdefault(claim.key, claim)
+            for table, unique in by_table.items():
+                result = await self.conn.execute(
+                    insert_ignore(self.conn, table), [c.row for c in unique.values()]
+                )
+                for returned in result.all():
+                    unique[tuple(returned)].won = True
         dependents: dict[Table, list[dict[str, Any]]] = {}
-        for claim in self._claims:
+        won_audit: list[AuditEntry] = []
+        for claim in self.claims:
             if claim.won:
                 for table, row in claim.rows:
                     dependents.setdefault(table, []).append(row)
-                self._audit.extend(claim.audit)
+                won_audit.extend(claim.audit)
         for table, rows in dependents.items():
             await self.conn.execute(insert(table), rows)
+        self.audit += won_audit
 
-    async def _flush(self) -> None:
-        if self._claims:
-            await self._flush_claims()
-        if self._events:
-            await self.conn.execute(insert(events), self._events)
-        if self._audit:
-            head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-            if self.conn.dialect.name == "postgresql":
-                head_query = head_query.with_for_update()
-            head = (await self.conn.execute(head_query)).one()
-            seq, prev = int(head.seq), str(head.hash)
+    async def _extend_chain_and_outbox(self) -> None:
+        head_query = select(audit_head.c.seq, audit_head.c.hash, audit_head.c.event_seq).where(
+            audit_head.c.id == 1
+        )
+        if self.conn.dialect.name == "postgresql":
+            head_query = head_query.with_for_update()
+        head = (await self.conn.execute(head_query)).one()
+        seq, prev, event_seq = int(head.seq), str(head.hash), int(head.event_seq)
+        if self.events:
+            for event in self.events:
+                event_seq += 1
+                event["seq"] = event_seq
+            await self.conn.execute(insert(events), self.events)
+        if self.audit:
             rows = []
-            for entry in self._audit:
+            for entry in self.audit:
                 seq += 1
                 digest = chain_hash(prev, seq, entry)
                 rows.append(
@@ -277,14 +402,16 @@ class Transaction:
                 )
                 prev = digest
             await self.conn.execute(insert(audit_log), rows)
-            await self.conn.execute(
-                update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev)
-            )
+        await self.conn.execute(
+            update(audit_head)
+            .where(audit_head.c.id == 1)
+            .values(seq=seq, hash=prev, event_seq=event_seq)
+        )
 
 
 @dataclass
 class _Pending:
-    unit: Unit[Any]
+    unit: StoreUnit[Any]
     future: asyncio.Future[Any]
 
 
@@ -312,13 +439,22 @@ class Ledger:
             await self._task
             self._task = None
 
-    async def run(self, unit: Unit[T]) -> T:
+    async def run(self, unit: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run ``unit`` in the next group commit; returns once its effects are durable."""
+        return await self.run_in_store(unit)
+
+    async def run_in_store(self, unit: StoreUnit[T]) -> T:
+        """``run`` for the storage package's own units (pruning), which may use ``writing()``."""
         if self._closed or self._task is None:
             raise LedgerClosed("the ledger is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(unit, future))
         return await future
+
+    async def read(self, query: Callable[[Reading], Awaitable[T]]) -> T:
+        """Run a read-only query on a connection of its own, outside the group commit."""
+        async with self.engine.connect() as conn:
+            return await query(LedgerUnitOfWork(conn, self.clock, read_only=True))
 
     async def _run(self) -> None:
         while True:
@@ -376,14 +512,25 @@ class Ledger:
         async with self.engine.connect() as raw_conn:
             conn = await raw_conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
-                tx = Transaction(conn=conn, clock=self.clock)
+                kept = _Batch(conn)
                 results: list[Any] = []
                 for pending in batch:
+                    work = LedgerUnitOfWork(conn, self.clock)
                     try:
-                        results.append(await pending.unit(tx))
-                    except ProblemError as declined:
-                        results.append(declined)
-                await tx._flush()
+                        result = await pending.unit(work)
+                    except Exception as exc:
+                        if _lost_race(exc):
+                            raise
+                        if not (work.wrote or isinstance(exc, ProblemError)):
+                            raise  # it may have left the transaction unusable
+                        await work.discard()
+                        results.append(exc)
+                        continue
+                    if work.wrote:
+                        await work.release()
+                    work.keep(kept)
+                    results.append(result)
+                await kept.flush()
             return results
 
 
@@ -396,5 +543,5 @@ def _settle(pending: _Pending, outcome: Any) -> None:
         pending.future.set_result(outcome)
 
 
-async def _stop(_tx: Transaction) -> None:
+async def _stop(_work: LedgerUnitOfWork) -> None:
     """Marker unit: the ledger stops after the batch that holds it."""

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from payhub.notify.port import AttemptOutcome, DueEvent
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger, LedgerUnitOfWork
 from payhub.store.sql import insert_ignore
 from payhub.store.tables import delivery_attempts, events, portal_endpoints
 
@@ -50,7 +50,8 @@ class LedgerOutbox:
         if not await self._any_due(now):
             return []
 
-        async def claim_unit(tx: Transaction) -> list[DueEvent]:
+        async def claim_unit(work: LedgerUnitOfWork) -> list[DueEvent]:
+            conn = await work.writing()
             disabled = select(portal_endpoints.c.portal_id)
             query = (
                 select(events)
@@ -62,12 +63,12 @@ class LedgerOutbox:
                 .order_by(events.c.next_attempt_at, events.c.seq)
                 .limit(limit)
             )
-            if tx.conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=events)
-            rows = (await tx.conn.execute(query)).mappings().all()
+            rows = (await conn.execute(query)).mappings().all()
             if not rows:
                 return []
-            await tx.conn.execute(
+            await conn.execute(
                 update(events)
                 .where(events.c.seq.in_([row["seq"] for row in rows]))
                 .values(attempts=events.c.attempts + 1, next_attempt_at=lease_until)
@@ -85,7 +86,7 @@ class LedgerOutbox:
                 for row in rows
             ]
 
-        return await self.ledger.run(claim_unit)
+        return await self.ledger.run_in_store(claim_unit)
 
     async def _any_due(self, now: datetime) -> bool:
         """A plain read first: an idle poll never takes the write lock or joins a commit."""
@@ -105,8 +106,9 @@ class LedgerOutbox:
         if not outcomes:
             return
 
-        async def finish_unit(tx: Transaction) -> None:
-            await tx.conn.execute(
+        async def finish_unit(work: LedgerUnitOfWork) -> None:
+            conn = await work.writing()
+            await conn.execute(
                 update(events)
                 .where(
                     and_(
@@ -129,7 +131,7 @@ class LedgerOutbox:
                     for o in outcomes
                 ],
             )
-            await tx.conn.execute(
+            await conn.execute(
                 delivery_attempts.insert(),
                 [
                     {
@@ -146,43 +148,58 @@ class LedgerOutbox:
             )
             gone = {o.event.portal_id: o.started_at for o in outcomes if o.gone}
             for portal_id, at in gone.items():
-                await tx.conn.execute(
-                    insert_ignore(tx.conn, portal_endpoints),
+                await conn.execute(
+                    insert_ignore(conn, portal_endpoints),
                     {"portal_id": portal_id, "disabled_at": at, "reason": "answered 410 Gone"},
                 )
-                tx.audit(
+                work.audit(
                     actor="hub",
                     action="endpoint_disabled",
                     detail={"portal_id": portal_id, "reason": "410 Gone"},
                 )
 
-        await self.ledger.run(finish_unit)
+        await self.ledger.run_in_store(finish_unit)
 
     async def disabled_endpoints(self) -> dict[str, datetime]:
-        async def read_unit(tx: Transaction) -> dict[str, datetime]:
-            rows = await tx.conn.execute(select(portal_endpoints))
+        async def read_unit(work: LedgerUnitOfWork) -> dict[str, datetime]:
+            conn = await work.writing()
+            rows = await conn.execute(select(portal_endpoints))
             return {row.portal_id: row.disabled_at for row in rows}
 
-        return await self.ledger.run(read_unit)
+        return await self.ledger.run_in_store(read_unit)
 
     async def enable_endpoint(self, portal_id: str, *, actor: str) -> bool:
         """Send to ``portal_id`` again; its waiting events become due now. Audited."""
 
-        async def enable_unit(tx: Transaction) -> bool:
-            result = await tx.conn.execute(
+        async def enable_unit(work: LedgerUnitOfWork) -> bool:
+            conn = await work.writing()
+            result = await conn.execute(
                 delete(portal_endpoints).where(portal_endpoints.c.portal_id == portal_id)
             )
             if not result.rowcount:
                 return False
-            await tx.conn.execute(
+            await conn.execute(
                 update(events)
                 .where(events.c.portal_id == portal_id, events.c.delivery_state == PENDING)
-                .values(next_attempt_at=tx.clock())
+                .values(next_attempt_at=work.now())
             )
-            tx.audit(actor=actor, action="endpoint_enabled", detail={"portal_id": portal_id})
+            work.audit(actor=actor, action="endpoint_enabled", detail={"portal_id": portal_id})
             return True
 
-        return await self.ledger.run(enable_unit)
+        return await self.ledger.run_in_store(enable_unit)
+
+    async def dead_events(self) -> list[dict[str, Any]]:
+        """The dead events, oldest first: what ``payhub events dead`` lists for replay."""
+
+        async def read_unit(work: LedgerUnitOfWork) -> list[dict[str, Any]]:
+            rows = await work.reading().execute(
+                select(events.c.id, events.c.portal_id, events.c.type, events.c.created_at)
+                .where(events.c.delivery_state == DEAD)
+                .order_by(events.c.seq)
+            )
+            return [dict(row._mapping) for row in rows]
+
+        return await self.ledger.run_in_store(read_unit)
 
     async def replay(
         self, *, actor: str, event_ids: Sequence[str] = (), dead: bool = False
@@ -193,14 +210,15 @@ class LedgerOutbox:
         copy it already has. Each replay is an audit entry naming the operator.
         """
 
-        async def replay_unit(tx: Transaction) -> ReplayReport:
+        async def replay_unit(work: LedgerUnitOfWork) -> ReplayReport:
+            conn = await work.writing()
             report = ReplayReport()
             query = select(events.c.id, events.c.payment_id, events.c.delivery_state)
             if dead:
                 query = query.where(events.c.delivery_state == DEAD).order_by(events.c.seq)
             else:
                 query = query.where(events.c.id.in_(list(event_ids)))
-            found = {row.id: row for row in await tx.conn.execute(query)}
+            found = {row.id: row for row in await conn.execute(query)}
             wanted = list(found) if dead else list(dict.fromkeys(event_ids))
             for event_id in wanted:
                 row = found.get(event_id)
@@ -210,12 +228,12 @@ class LedgerOutbox:
                 if row.delivery_state == PENDING:
                     report.already_pending.append(event_id)
                     continue
-                await tx.conn.execute(
+                await conn.execute(
                     update(events)
                     .where(events.c.id == event_id, events.c.delivery_state == row.delivery_state)
-                    .values(delivery_state=PENDING, attempts=0, next_attempt_at=tx.clock())
+                    .values(delivery_state=PENDING, attempts=0, next_attempt_at=work.now())
                 )
-                tx.audit(
+                work.audit(
                     actor=actor,
                     action="event_replayed",
                     payment_id=row.payment_id,
@@ -224,21 +242,22 @@ class LedgerOutbox:
                 report.replayed.append(event_id)
             return report
 
-        return await self.ledger.run(replay_unit)
+        return await self.ledger.run_in_store(replay_unit)
 
     async def summary(self) -> dict[str, Any]:
         """Counts for an operator or the demo: events by state, attempts by outcome."""
 
-        async def read_unit(tx: Transaction) -> dict[str, Any]:
-            states = await tx.conn.execute(
+        async def read_unit(work: LedgerUnitOfWork) -> dict[str, Any]:
+            conn = await work.writing()
+            states = await conn.execute(
                 select(events.c.delivery_state, func.count()).group_by(events.c.delivery_state)
             )
-            outcomes = await tx.conn.execute(
+            outcomes = await conn.execute(
                 select(delivery_attempts.c.outcome, func.count()).group_by(
                     delivery_attempts.c.outcome
                 )
             )
-            retries = await tx.conn.execute(
+            retries = await conn.execute(
                 select(func.count())
                 .select_from(delivery_attempts)
                 .where(delivery_attempts.c.attempt > 1)
@@ -249,4 +268,4 @@ class LedgerOutbox:
                 "retries": int(retries.scalar() or 0),
             }
 
-        return await self.ledger.run(read_unit)
+        return await self.ledger.run_in_store(read_unit)

@@ -1,17 +1,56 @@
-"""Reading payments, refunds and events back into domain objects."""
+"""The SQL repositories behind the unit of work, and rows back into domain objects.
+
+Every statement is built once, at import, with bind parameters: building a ``select``
+per call costs more than running it on SQLite. Each one is served by an index (the
+query-plan tests in ``tests/integration/test_query_plans.py`` keep it so).
+
+A repository reaches the database through its ``Access``: ``reading()`` for the
+connection as it is, ``writing()`` for the same connection once the unit's savepoint is
+taken, so a unit that writes and then raises is rolled back to where it started.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payhub.domain.clock import rfc3339
 from payhub.domain.payment import Payment, Refund
 from payhub.domain.states import PaymentStatus
-from payhub.store.tables import events, idempotency_keys, payments, refunds
+from payhub.service.unit_of_work import (
+    AuditEntry,
+    Claim,
+    IdempotencyRecord,
+    NewPayment,
+    NonceClaim,
+)
+from payhub.store.sql import insert_ignore
+from payhub.store.tables import events, idempotency_keys, nonces, payments, refunds
+
+OPEN_REFUND_STATUSES = ("pending", "succeeded")
+
+
+class Access(Protocol):
+    """How a repository gets its connection, and where its batched claims go."""
+
+    def reading(self) -> AsyncConnection: ...
+
+    async def writing(self) -> AsyncConnection: ...
+
+    def add_claim(
+        self,
+        table: Any,
+        row: dict[str, Any],
+        *,
+        then: Sequence[tuple[Any, dict[str, Any]]] = (),
+        audit: Sequence[AuditEntry] = (),
+        after: Claim | None = None,
+    ) -> Claim: ...
 
 
 def payment_from_row(row: Mapping[Any, Any]) -> Payment:
@@ -43,6 +82,39 @@ def payment_from_row(row: Mapping[Any, Any]) -> Payment:
     )
 
 
+def payment_row(new: NewPayment) -> dict[str, Any]:
+    payment = new.payment
+    dossier = payment.dossier
+    return {
+        "id": payment.id,
+        "portal_id": payment.portal_id,
+        "dossier_code": dossier["code"],
+        "procedure_code": dossier.get("procedure_code"),
+        "agency_code": dossier["agency_code"],
+        "agency_name": dossier.get("agency_name"),
+        "payer_name": new.payer_name,
+        "payer_id_number": new.payer_id_number,
+        "payer_phone": new.payer_phone,
+        "items": json.dumps(payment.items, ensure_ascii=False, separators=(",", ":")),
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "description": payment.description,
+        "return_url": new.return_url,
+        "bank": payment.bank,
+        "bank_reference": payment.bank_reference,
+        "bank_transaction_id": payment.bank_transaction_id,
+        "payment_url": payment.payment_url,
+        "qr": payment.qr,
+        "status": payment.status.value,
+        "failure_code": payment.failure_code,
+        "refunded_amount": payment.refunded_amount,
+        "created_at": payment.created_at,
+        "expires_at": payment.expires_at,
+        "paid_at": payment.paid_at,
+        "updated_at": payment.created_at,
+    }
+
+
 def refund_from_row(row: Mapping[Any, Any]) -> Refund:
     return Refund(
         id=row["id"],
@@ -54,76 +126,273 @@ def refund_from_row(row: Mapping[Any, Any]) -> Refund:
     )
 
 
-async def get_payment(
-    conn: AsyncConnection, payment_id: str, *, portal_id: str | None = None
-) -> Payment | None:
-    query = select(payments).where(payments.c.id == payment_id)
-    if portal_id is not None:
-        query = query.where(payments.c.portal_id == portal_id)
-    row = (await conn.execute(query)).mappings().first()
-    return payment_from_row(row) if row else None
-
-
-async def get_payment_by_reference(
-    conn: AsyncConnection, bank: str, bank_reference: str
-) -> Payment | None:
-    query = select(payments).where(
-        payments.c.bank_reference == bank_reference, payments.c.bank == bank
-    )
-    row = (await conn.execute(query)).mappings().first()
-    return payment_from_row(row) if row else None
-
-
-async def list_dossier_payments(
-    conn: AsyncConnection, portal_id: str, dossier_code: str
-) -> list[Payment]:
-    query = (
-        select(payments)
-        .where(payments.c.portal_id == portal_id, payments.c.dossier_code == dossier_code)
-        .order_by(payments.c.created_at, payments.c.id)
-    )
-    return [payment_from_row(r) for r in (await conn.execute(query)).mappings()]
-
-
-async def get_idempotency_record(
-    conn: AsyncConnection, portal_id: str, key: str
-) -> RowMapping | None:
-    query = select(idempotency_keys).where(
-        idempotency_keys.c.portal_id == portal_id, idempotency_keys.c.key == key
-    )
-    return (await conn.execute(query)).mappings().first()
-
-
-async def get_refund(conn: AsyncConnection, refund_id: str) -> Refund | None:
-    row = (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).mappings().first()
-    return refund_from_row(row) if row else None
-
-
-async def list_events(
-    conn: AsyncConnection, portal_id: str, *, after_seq: int, limit: int
-) -> Sequence[RowMapping]:
-    query = (
-        select(events)
-        .where(events.c.portal_id == portal_id, events.c.seq > after_seq)
-        .order_by(events.c.seq)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).mappings())
-
-
-async def event_seq(conn: AsyncConnection, portal_id: str, event_id: str) -> int | None:
-    query = select(events.c.seq).where(events.c.id == event_id, events.c.portal_id == portal_id)
-    value = (await conn.execute(query)).scalar()
-    return int(value) if value is not None else None
-
-
-def event_to_public(row: RowMapping) -> dict[str, Any]:
+def event_to_public(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An outbox row as the Standard Webhooks body (plus its id) that the portal receives."""
-    from payhub.domain.clock import rfc3339
-
     return {
         "id": row["id"],
         "type": row["type"],
         "timestamp": rfc3339(row["created_at"]),
         "data": json.loads(row["payload"]),
     }
+
+
+_PAYMENT = select(payments).where(payments.c.id == bindparam("id"))
+_PORTAL_PAYMENT = _PAYMENT.where(payments.c.portal_id == bindparam("portal"))
+_PORTAL_PAYMENT_HELD = _PORTAL_PAYMENT.with_for_update()
+_BY_REFERENCE = select(payments).where(
+    payments.c.bank_reference == bindparam("reference"), payments.c.bank == bindparam("bank")
+)
+_DOSSIER = (
+    select(payments)
+    .where(payments.c.portal_id == bindparam("portal"))
+    .where(payments.c.dossier_code == bindparam("code"))
+)
+_DOSSIER_ORDERED = _DOSSIER.order_by(payments.c.created_at, payments.c.id)
+_DOSSIER_SUCCEEDED = _DOSSIER.where(payments.c.status == PaymentStatus.SUCCEEDED.value)
+_CHANGE_STATUS = (
+    update(payments)
+    .where(payments.c.id == bindparam("pid"), payments.c.status == bindparam("seen"))
+    .values(
+        status=bindparam("status"),
+        paid_at=bindparam("paid_at"),
+        failure_code=bindparam("failure_code"),
+        bank_transaction_id=bindparam("bank_transaction_id"),
+        updated_at=bindparam("at"),
+    )
+)
+_ADD_REFUNDED = (
+    update(payments)
+    .where(payments.c.id == bindparam("pid"))
+    .values(
+        refunded_amount=payments.c.refunded_amount
+        + bindparam("added", type_=payments.c.amount.type),
+        updated_at=bindparam("at"),
+    )
+)
+_KEY = select(idempotency_keys).where(
+    idempotency_keys.c.portal_id == bindparam("portal"), idempotency_keys.c.key == bindparam("key")
+)
+_REFUND = select(refunds).where(refunds.c.id == bindparam("id"))
+_REFUNDS_TAKEN = select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+    refunds.c.payment_id == bindparam("pid"), refunds.c.status.in_(OPEN_REFUND_STATUSES)
+)
+_SETTLE_REFUND = (
+    update(refunds)
+    .where(refunds.c.id == bindparam("rid"), refunds.c.status == "pending")
+    .values(
+        status=bindparam("status"),
+        bank_refund_id=bindparam("bank_refund_id"),
+        failure_code=bindparam("failure_code"),
+        updated_at=bindparam("at"),
+    )
+)
+_EVENT_POSITION = select(events.c.seq).where(
+    events.c.id == bindparam("id"), events.c.portal_id == bindparam("portal")
+)
+_EVENT_PAGE = (
+    select(events.c.id, events.c.type, events.c.created_at, events.c.payload)
+    .where(events.c.portal_id == bindparam("portal"), events.c.seq > bindparam("after"))
+    .order_by(events.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
+class SqlPayments:
+    __slots__ = ("_access",)
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def get(self, payment_id: str, *, portal_id: str | None = None) -> Payment | None:
+        conn = self._access.reading()
+        if portal_id is None:
+            result = await conn.execute(_PAYMENT, {"id": payment_id})
+        else:
+            result = await conn.execute(_PORTAL_PAYMENT, {"id": payment_id, "portal": portal_id})
+        row = result.mappings().first()
+        return payment_from_row(row) if row else None
+
+    async def for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
+        result = await self._access.reading().execute(
+            _DOSSIER_ORDERED, {"portal": portal_id, "code": dossier_code}
+        )
+        return [payment_from_row(r) for r in result.mappings()]
+
+    async def by_reference(self, bank: str, bank_reference: str) -> Payment | None:
+        result = await self._access.reading().execute(
+            _BY_REFERENCE, {"reference": bank_reference, "bank": bank}
+        )
+        row = result.mappings().first()
+        return payment_from_row(row) if row else None
+
+    async def succeeded_for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
+        result = await self._access.reading().execute(
+            _DOSSIER_SUCCEEDED, {"portal": portal_id, "code": dossier_code}
+        )
+        return [payment_from_row(r) for r in result.mappings()]
+
+    async def get_for_refund(self, payment_id: str, *, portal_id: str) -> Payment | None:
+        conn = await self._access.writing()
+        # PostgreSQL: refunds of one payment one at a time; SQLite's write lock does it.
+        query = _PORTAL_PAYMENT_HELD if conn.dialect.name == "postgresql" else _PORTAL_PAYMENT
+        row = (await conn.execute(query, {"id": payment_id, "portal": portal_id})).mappings()
+        found = row.first()
+        return payment_from_row(found) if found else None
+
+    async def change_status(self, seen: Payment, changed: Payment, *, at: datetime) -> bool:
+        conn = await self._access.writing()
+        result = await conn.execute(
+            _CHANGE_STATUS,
+            {
+                "pid": seen.id,
+                "seen": seen.status.value,
+                "status": changed.status.value,
+                "paid_at": changed.paid_at,
+                "failure_code": changed.failure_code,
+                "bank_transaction_id": changed.bank_transaction_id,
+                "at": at,
+            },
+        )
+        return bool(result.rowcount == 1)
+
+    async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> None:
+        conn = await self._access.writing()
+        await conn.execute(_ADD_REFUNDED, {"pid": payment_id, "added": amount, "at": at})
+
+
+class SqlIdempotencyKeys:
+    __slots__ = ("_access",)
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def get(self, portal_id: str, key: str) -> IdempotencyRecord | None:
+        result = await self._access.reading().execute(_KEY, {"portal": portal_id, "key": key})
+        row = result.mappings().first()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            portal_id=row["portal_id"],
+            key=row["key"],
+            scope=row["scope"],
+            fingerprint=row["fingerprint"],
+            resource_id=row["resource_id"],
+            created_at=row["created_at"],
+        )
+
+    def claim(
+        self,
+        record: IdempotencyRecord,
+        *,
+        creates: NewPayment,
+        audit: Sequence[AuditEntry],
+        after: Claim | None = None,
+    ) -> Claim:
+        return self._access.add_claim(
+            idempotency_keys,
+            _key_row(record),
+            then=[(payments, payment_row(creates))],
+            audit=audit,
+            after=after,
+        )
+
+    async def claim_now(self, record: IdempotencyRecord) -> bool:
+        conn = await self._access.writing()
+        claimed = await conn.execute(insert_ignore(conn, idempotency_keys), _key_row(record))
+        return claimed.first() is not None
+
+
+def _key_row(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "portal_id": record.portal_id,
+        "key": record.key,
+        "scope": record.scope,
+        "fingerprint": record.fingerprint,
+        "resource_id": record.resource_id,
+        "created_at": record.created_at,
+    }
+
+
+class SqlRefunds:
+    __slots__ = ("_access",)
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def get(self, refund_id: str) -> Refund | None:
+        row = (await self._access.reading().execute(_REFUND, {"id": refund_id})).mappings().first()
+        return refund_from_row(row) if row else None
+
+    async def committed_amount(self, payment_id: str) -> int:
+        result = await self._access.reading().execute(_REFUNDS_TAKEN, {"pid": payment_id})
+        return int(result.scalar_one())
+
+    async def add(self, refund: Refund, *, portal_id: str) -> None:
+        conn = await self._access.writing()
+        await conn.execute(
+            refunds.insert(),
+            {
+                "id": refund.id,
+                "payment_id": refund.payment_id,
+                "portal_id": portal_id,
+                "amount": refund.amount,
+                "reason": refund.reason,
+                "status": refund.status,
+                "created_at": refund.created_at,
+                "updated_at": refund.created_at,
+            },
+        )
+
+    async def settle(
+        self,
+        refund_id: str,
+        *,
+        status: str,
+        bank_refund_id: str | None,
+        failure_code: str | None,
+        at: datetime,
+    ) -> bool:
+        conn = await self._access.writing()
+        result = await conn.execute(
+            _SETTLE_REFUND,
+            {
+                "rid": refund_id,
+                "status": status,
+                "bank_refund_id": bank_refund_id,
+                "failure_code": failure_code,
+                "at": at,
+            },
+        )
+        return bool(result.rowcount == 1)
+
+
+class SqlEvents:
+    __slots__ = ("_access",)
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def position(self, portal_id: str, event_id: str) -> int | None:
+        result = await self._access.reading().execute(
+            _EVENT_POSITION, {"id": event_id, "portal": portal_id}
+        )
+        value = result.scalar()
+        return int(value) if value is not None else None
+
+    async def page(self, portal_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        result = await self._access.reading().execute(
+            _EVENT_PAGE, {"portal": portal_id, "after": after, "limit": limit}
+        )
+        return [event_to_public(r) for r in result.mappings()]
+
+
+class SqlNonces:
+    __slots__ = ("_access",)
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    def claim(self, claim: NonceClaim) -> Claim:
+        return self._access.add_claim(
+            nonces, {"keyid": claim.keyid, "nonce": claim.nonce, "expires_at": claim.expires_at}
+        )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 metadata = MetaData(
@@ -81,7 +82,9 @@ payments = Table(
     Column("expires_at", Timestamp, nullable=False),
     Column("paid_at", Timestamp),
     Column("updated_at", Timestamp, nullable=False),
-    Index("ix_payments_portal_dossier", "portal_id", "dossier_code"),
+    # portal + dossier + status: the overpaid check after each success reads only the
+    # dossier's succeeded payments; listing a dossier uses the first two columns.
+    Index("ix_payments_portal_dossier_status", "portal_id", "dossier_code", "status"),
     Index("ix_payments_status_expires", "status", "expires_at"),
 )
 
@@ -137,6 +140,9 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+    # The last event sequence number: allocated under this row's lock, so events are
+    # numbered in commit order across hub processes (gap-free ``after=`` paging).
+    Column("event_seq", BigInteger, nullable=False, server_default=text("0")),
 )
 
 nonces = Table(

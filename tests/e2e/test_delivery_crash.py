@@ -20,11 +20,12 @@ from sqlalchemy import select
 
 from payhub.domain.clock import FakeClock, system_clock
 from payhub.notify.worker import LEASE, DeliveryWorker
+from payhub.service.unit_of_work import UnitOfWork
 from payhub.settings import load_settings
 from payhub.setup import init_setup
 from payhub.store import migrate
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from payhub.store.outbox import LedgerOutbox
 from payhub.store.tables import events
 from tests.e2e.test_crash import hub_process
@@ -44,7 +45,7 @@ async def test_sigkill_mid_delivery_loses_no_event(tmp_path: Path, database_url:
     ledger = Ledger(engine, system_clock)
     await ledger.start()
 
-    async def emit(tx: Transaction) -> list[str]:
+    async def emit(tx: UnitOfWork) -> list[str]:
         return [
             tx.emit(portal_id="demo", type="payment.succeeded", payment_id=f"pay_{i}", data={})
             for i in range(EVENTS)

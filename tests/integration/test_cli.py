@@ -35,11 +35,12 @@ from sqlalchemy.engine import Connection
 from payhub.cli import SIMULATE_PORT, build_parser, main
 from payhub.connectors.registry import available_protocols
 from payhub.domain.clock import system_clock
+from payhub.service.unit_of_work import UnitOfWork
 from payhub.settings import load_settings
 from payhub.setup import public_pem
 from payhub.store import migrate
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from tests.factories import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -442,8 +443,8 @@ def write_audit_entries(config: Path, count: int) -> None:
         try:
             for n in range(count):
 
-                async def unit(tx: Transaction, n: int = n) -> None:
-                    tx.audit(actor="test", action="note", detail={"n": n})
+                async def unit(work: UnitOfWork, n: int = n) -> None:
+                    work.audit(actor="test", action="note", detail={"n": n})
 
                 await ledger.run(unit)
         finally:

@@ -53,7 +53,6 @@ async def _services(database_url: str) -> AsyncIterator[tuple[AsyncEngine, list[
         await ledger.start()
     services = [
         PaymentService(
-            engine=engine,
             ledger=ledger,
             connectors=connectors,
             router=Router(connectors, "fake", system_clock),

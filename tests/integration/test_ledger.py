@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.domain.clock import system_clock
+from payhub.domain.payment import Refund
 from payhub.errors import ProblemError
+from payhub.service.unit_of_work import NonceClaim, UnitOfWork
 from payhub.store.audit import verify_chain
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, LedgerClosed, Transaction
+from payhub.store.ledger import Ledger, LedgerClosed
 from payhub.store.nonces import DatabaseNonceStore
 from payhub.store.tables import audit_log, nonces
 
@@ -35,8 +37,8 @@ async def _ledger(engine: AsyncEngine) -> AsyncIterator[Ledger]:
 
 
 def audited(action: str, payment_id: str = "pay_x"):  # type: ignore[no-untyped-def]
-    async def unit(tx: Transaction) -> str:
-        tx.audit(actor="test", action=action, payment_id=payment_id, detail={"n": action})
+    async def unit(work: UnitOfWork) -> str:
+        work.audit(actor="test", action=action, payment_id=payment_id, detail={"n": action})
         return action
 
     return unit
@@ -52,12 +54,19 @@ async def test_many_concurrent_units_share_commits_and_keep_one_chain(
     assert report.ok and report.entries == 300
 
 
-async def test_a_poisoned_unit_fails_alone(ledger: Ledger, engine: AsyncEngine) -> None:
-    async def poisoned(tx: Transaction) -> None:
-        tx.audit(actor="test", action="written-then-failed")
-        await tx.conn.execute(text("SELECT * FROM no_such_table"))
+def refund(refund_id: str) -> Refund:
+    return Refund(
+        id=refund_id, payment_id="pay_x", amount=1000, status="pending",
+        created_at=system_clock(), reason="test",
+    )  # fmt: skip
 
-    async def declined(tx: Transaction) -> None:
+
+async def test_a_poisoned_unit_fails_alone(ledger: Ledger, engine: AsyncEngine) -> None:
+    async def poisoned(work: UnitOfWork) -> None:
+        work.audit(actor="test", action="written-then-failed")
+        raise RuntimeError("a bug before any write")
+
+    async def declined(work: UnitOfWork) -> None:
         raise ProblemError("not_found", "nothing here")
 
     outcomes = await asyncio.gather(
@@ -157,3 +166,60 @@ async def test_closed_ledger_refuses_work(engine: AsyncEngine) -> None:
         await ledger.run(audited("late"))
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(audit_log))).scalar_one() == 0
+
+
+async def test_a_unit_that_writes_then_raises_leaves_no_trace(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    """Writes, audit entries, events and claims of a raising unit are undone; its batch commits."""
+    from payhub.service.unit_of_work import IdempotencyRecord
+    from payhub.store.tables import events, idempotency_keys, refunds
+
+    now = system_clock()
+
+    def record(key: str) -> IdempotencyRecord:
+        return IdempotencyRecord("demo", key, "test", "f" * 64, "rfd_" + key, now)
+
+    def writer(name: str, failure: Exception | None):  # type: ignore[no-untyped-def]
+        async def unit(work: UnitOfWork) -> str:
+            await work.refunds.add(refund(f"rfd_{name}"), portal_id="demo")
+            assert await work.idempotency_keys.claim_now(record(name))
+            work.audit(actor="test", action=f"wrote-{name}")
+            work.emit(portal_id="demo", type="refund.succeeded", payment_id=None, data={})
+            work.nonces.claim(NonceClaim("demo", f"nonce-{name}", now + timedelta(seconds=60)))
+            if failure is not None:
+                raise failure
+            return name
+
+        return unit
+
+    async def duplicate(work: UnitOfWork) -> None:  # fails on its second write
+        await work.refunds.add(refund("rfd_dup"), portal_id="demo")
+        work.audit(actor="test", action="wrote-dup")
+        await work.refunds.add(refund("rfd_dup"), portal_id="demo")
+
+    outcomes = await asyncio.gather(
+        ledger.run(writer("a", None)),
+        ledger.run(writer("b", ProblemError("invalid_state", "declined after writing"))),
+        ledger.run(writer("c", RuntimeError("a bug after writing"))),
+        ledger.run(duplicate),
+        ledger.run(writer("d", None)),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "a" and outcomes[4] == "d"
+    assert isinstance(outcomes[1], ProblemError)
+    assert isinstance(outcomes[2], RuntimeError)
+    assert isinstance(outcomes[3], Exception) and not isinstance(outcomes[3], ProblemError)
+    assert ledger.batches == 1  # neighbours committed in the same transaction, not retried
+    async with engine.connect() as conn:
+        stored_refunds = set((await conn.execute(select(refunds.c.id))).scalars())
+        keys = set((await conn.execute(select(idempotency_keys.c.key))).scalars())
+        actions = set((await conn.execute(select(audit_log.c.action))).scalars())
+        stored_nonces = set((await conn.execute(select(nonces.c.nonce))).scalars())
+        event_count = (await conn.execute(select(func.count()).select_from(events))).scalar_one()
+    assert stored_refunds == {"rfd_a", "rfd_d"}
+    assert keys == {"a", "d"}
+    assert actions == {"wrote-a", "wrote-d"}
+    assert stored_nonces == {"nonce-a", "nonce-d"}
+    assert event_count == 2
+    assert (await verify_chain(engine)).ok

@@ -27,4 +27,4 @@ async def test_migrated_schema_matches_the_tables(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert diff == []
-    assert [dict(row) for row in genesis] == [{"id": 1, "seq": 0, "hash": "0" * 64}]
+    assert [dict(row) for row in genesis] == [{"id": 1, "seq": 0, "hash": "0" * 64, "event_seq": 0}]

@@ -22,11 +22,12 @@ from standardwebhooks import Webhook as StandardWebhook
 from payhub.domain.clock import system_clock
 from payhub.notify.signing import jwks, signed_content, signing_keys, webhook_signature
 from payhub.portal import WebhookVerifier
+from payhub.service.unit_of_work import UnitOfWork
 from payhub.settings import load_settings
 from payhub.setup import HUB_KEY_OVERLAP, public_pem, rotate_hub_key
 from payhub.store.audit import verify_chain
 from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger, Transaction
+from payhub.store.ledger import Ledger
 from payhub.store.tables import audit_log, events
 from tests.integration.test_cli import _config, _restore_logging, assert_one_line_error, cli
 
@@ -77,7 +78,7 @@ def _dead_events(config: Path, count: int) -> list[str]:
         ledger = Ledger(engine, system_clock)
         await ledger.start()
 
-        async def unit(tx: Transaction) -> list[str]:
+        async def unit(tx: UnitOfWork) -> list[str]:
             ids = [
                 tx.emit(portal_id="demo", type="payment.failed", payment_id=f"pay_{i}", data={})
                 for i in range(count)

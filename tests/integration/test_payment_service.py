@@ -42,7 +42,6 @@ async def _desk(database_url: str) -> AsyncIterator[Desk]:
     bank, backup = FakeBank("fake"), FakeBank("backup")
     connectors = {"fake": bank, "backup": backup}
     service = PaymentService(
-        engine=engine,
         ledger=ledger,
         connectors=connectors,  # type: ignore[arg-type]
         router=Router(connectors, "fake", system_clock),  # type: ignore[arg-type]
@@ -98,7 +97,6 @@ async def test_two_ledgers_on_one_database_still_create_once(desk: Desk, databas
     ledger = Ledger(engine, system_clock)
     await ledger.start()
     second = PaymentService(
-        engine=engine,
         ledger=ledger,
         connectors=desk.service.connectors,
         router=desk.service.router,
@@ -257,7 +255,7 @@ async def test_two_processes_confirming_at_once_apply_once(desk: Desk, database_
     ledger = Ledger(engine, system_clock)
     await ledger.start()
     second = PaymentService(
-        engine=engine, ledger=ledger, connectors=desk.service.connectors,
+        ledger=ledger, connectors=desk.service.connectors,
         router=desk.service.router, clock=system_clock,
     )  # fmt: skip
     outcomes = []
