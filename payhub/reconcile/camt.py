@@ -184,11 +184,15 @@ class CamtLine:
 
     @property
     def text(self) -> str:
-        """Everything the payer or the bank wrote about the transfer, for reference finding."""
+        """Everything the payer or the bank wrote about the transfer, for reference finding.
+
+        Repeated ``Ustrd`` are the lines of one text: joined with a line break, so that a
+        reference wrapped across two of them is read as wrapped, not as two words.
+        """
         parts = [*self.remittance]
         if self.additional_info:
             parts.append(self.additional_info)
-        return " ".join(parts)
+        return "\n".join(parts)
 
 
 # ------------------------------------------------------------------ element access

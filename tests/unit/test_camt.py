@@ -295,6 +295,13 @@ def test_a_batch_gives_one_line_per_transaction_with_repeated_ustrd() -> None:
     assert statement_lines[0].bank_transaction_id == "TX-E1"
 
 
+def test_a_reference_wrapped_across_two_ustrd_is_found() -> None:
+    reference = new_bank_reference()
+    details = _tx((f"Thanh toan ho so {reference[:5]}", reference[5:]), amount="150000")
+    (line,) = read_camt(_document(_entry("150000", details=details), kind="054"))
+    assert to_statement_line(line).bank_reference == reference
+
+
 def test_dates_and_date_times() -> None:
     entries = (
         _entry("1", booking="<DtTm>2026-11-28T23:30:00.123456789</DtTm>")

@@ -5,6 +5,7 @@ The no-false-match property runs 3,000 memos by default and 100,000 with ``-m sl
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -137,24 +138,35 @@ def test_nothing_to_find() -> None:
         assert find_transfer_reference(memo) is None
 
 
-def test_known_residual_a_memo_cut_inside_the_reference_then_continued() -> None:
+def test_known_residual_a_memo_cut_at_a_group_boundary_then_continued() -> None:
     """The bounded residual the docstring states, shown rather than hidden.
 
-    A memo cut inside A and then continued by a 2-character word joins to 12 characters;
-    one continuation in 37 verifies. The finder returns that reference: a prefix of A plus
-    foreign characters, which names no other payment unless its 45 random bits agree.
+    A memo written in groups of 4, cut after the second group and continued by a 4-letter
+    word after the same separator, has a reference's shape; one continuation in 37
+    verifies. The finder returns it: A's beginning plus foreign characters, which names no
+    other payment unless that payment's random characters agree.
     """
     a = new_bank_reference()
-    continued = [
-        f"{a[:10]}.{x}{y} tu 0123"
-        for x in REFERENCE_ALPHABET
-        for y in REFERENCE_ALPHABET
-        if is_valid_reference(a[:10] + x + y) and x + y != a[10:]
-    ]
+    words = ("".join(w) for w in itertools.product("ABCDEFGHJKMN", repeat=4))
+    continued = [w for w in words if is_valid_reference(a[:8] + w) and w != a[8:]]
     assert continued
-    for memo in continued:
-        found = find_transfer_reference(memo)
-        assert found is not None and found != a and found.startswith(a[:10])
+    for word in continued[:50]:
+        found = find_transfer_reference(f"{a[:4]} {a[4:8]} {word}")
+        assert found == a[:8] + word != a
+    # The same cut continued any other way is refused: no equal groups, or another gap.
+    for memo in [f"{a[:10]}.{continued[0][:2]} tu", f"{a[:4]} {a[4:8]}-{continued[0]}"]:
+        assert find_transfer_reference(memo) is None
+
+
+def test_a_damaged_reference_is_not_completed_by_its_neighbour() -> None:
+    """A lost character, then a suffix: the pieces no longer have a code's shape."""
+    for _ in range(200):
+        a = new_bank_reference()
+        for position in range(2, 12):
+            lost = a[:position] + a[position + 1 :]
+            for tail in "0123456789ABCXYZ":
+                assert find_transfer_reference(f"ND {lost} {tail}3 CT tu") in (None, a)
+                assert find_transfer_reference(f"ND {lost} {tail}") is None
 
 
 # ------------------------------------------------------------------ properties
