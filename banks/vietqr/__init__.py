@@ -1,0 +1,1 @@
+"""VietQR bank transfer: the QR payload the payer scans (``emvco``), nothing wired yet."""
