@@ -5,14 +5,26 @@
     PayhubError
      ├── ConfigError                 the TOML configuration is invalid
      ├── ProblemError                a request the hub answers with an RFC 9457 problem
-     │    (code, status, detail, field errors; see CONTRACT §2)
+     │    │                          (code, status, detail, field errors; see CONTRACT §2)
+     │    └── NoBankAvailable        every bank that could take the order is known down
+     │                               (payhub.routing: 503 bank_unavailable, Retry-After)
      ├── BankError                   talking to a bank went wrong
      │    ├── BankUnavailable        the bank did not take the order (5xx, timeout, refused)
      │    └── BankAnswerInvalid      the bank answered, but not in its protocol
      ├── ConfirmationRejected        a bank confirmation that must not be applied
      │    ├── ConfirmationSignatureInvalid
      │    └── ConfirmationMalformed
-     └── StatementError              a statement file that cannot be read
+     ├── StatementError              a statement file that cannot be read
+     │    └── CamtError              an ISO 20022 camt document, with its line and element
+     │                               (payhub.reconcile.camt)
+     ├── LostRace                    another hub process changed the row first: the unit
+     │                               runs again (payhub.service.unit_of_work)
+     ├── LedgerClosed                the hub is shutting down: 503 not_ready (payhub.store.ledger)
+     └── ReadOnlyUnit                a read-only query tried to write (payhub.store.ledger)
+
+Errors raised outside the hub's own process tree stay outside it on purpose: the portal
+SDK's ``WebhookVerificationError`` (``payhub.portal`` imports nothing else of PayHub) and the
+simulators' own errors under ``banks/``.
 
 Foreign exceptions are translated at the boundary with ``raise ... from exc`` so
 callers only ever catch these.
