@@ -166,7 +166,7 @@ def create_app(
                     f"`payhub db upgrade --config {settings.config_path}`"
                 )
             app[keys.ENGINE] = engine
-            ledger = Ledger(engine, clock)
+            ledger = Ledger(engine, clock, on_batch=app[keys.METRICS].ledger_batch_size.observe)
             await ledger.start()
             app[keys.LEDGER] = ledger
             app[keys.NONCES] = DatabaseNonceStore(ledger)

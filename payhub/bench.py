@@ -94,7 +94,6 @@ async def main():
 asyncio.run(main())
 """
 
-CREATE_SCENARIOS = ("create-ed25519", "create-hmac")
 HMAC_PORTAL = "benchhmac"
 WARM_UP = 200
 

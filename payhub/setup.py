@@ -7,8 +7,6 @@ is validated as a whole configuration before the file is replaced.
 from __future__ import annotations
 
 import os
-import secrets
-import string
 from collections.abc import MutableMapping, MutableSequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -216,11 +214,6 @@ def _read_public_key(value: str) -> str:
         return Path(value).read_text(encoding="utf-8").strip() + "\n"
     except OSError as exc:
         raise ConfigError(f"cannot read public key {value}: {exc.strerror}") from exc
-
-
-def random_code(length: int) -> str:
-    alphabet = string.ascii_uppercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 HUB_KEY_OVERLAP = timedelta(days=7)

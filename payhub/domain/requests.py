@@ -388,16 +388,3 @@ def return_url_problem(url: str) -> str | None:
         # odd host characters): refused, so the document's pattern is the whole rule.
         return "must be an absolute https URL (host name or IPv4 address, optional port)"
     return None
-
-
-def __getattr__(name: str) -> Any:
-    """``parse_payment_request`` / ``parse_refund_request`` for callers not yet moved.
-
-    Parsing is the web layer's job now (``payhub.api.schemas``); this forwarding keeps
-    older imports working without the domain importing that layer up front.
-    """
-    if name in ("parse_payment_request", "parse_refund_request"):
-        from payhub.api import schemas
-
-        return getattr(schemas, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -76,10 +76,6 @@ def _inline_sqlite_creator(path: str) -> Callable[[], Any]:
     return create
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL, ``synchronous=FULL`` and ``BEGIN IMMEDIATE``.
 

@@ -418,10 +418,19 @@ class _Pending:
 class Ledger:
     """Group commit of units of work; see the module docstring."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        *,
+        max_batch: int = MAX_BATCH,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.max_batch = max_batch
+        self.on_batch = on_batch
+        """Told each batch's size (the ``payhub_ledger_batch_units`` histogram)."""
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -479,6 +488,8 @@ class Ledger:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.units += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             results = await self._transaction(batch)
         except Exception as exc:  # one unit poisoned the batch: run each alone

@@ -110,6 +110,8 @@ async def test_metrics_count_requests_by_route_and_payments_by_bank(hub: Hub) ->
     assert 'payhub_http_requests_total{route="unmatched",status="404"} 1.0' in lines
     assert 'payhub_payments_created_total{bank="vnpay"} 1.0' in lines
     assert any(line.startswith("payhub_http_request_seconds_bucket{") for line in lines)
+    batches = [line for line in lines if line.startswith("payhub_ledger_batch_units_count ")]
+    assert batches and float(batches[0].split()[1]) >= 1  # the create's group commit
     assert payment_id not in body  # labels are routes, never ids
 
 

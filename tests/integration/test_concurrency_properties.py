@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payhub.api.schemas import parse_payment_request
 from payhub.domain.clock import system_clock
-from payhub.domain.requests import parse_payment_request
 from payhub.errors import ProblemError
 from payhub.service.payments import PaymentService
 from payhub.service.routing import Router

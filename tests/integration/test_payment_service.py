@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payhub.api.schemas import parse_payment_request
 from payhub.connectors.port import ConfirmationOutcome
 from payhub.domain.clock import system_clock
-from payhub.domain.requests import parse_payment_request
 from payhub.errors import ProblemError
 from payhub.service.payments import PaymentService
 from payhub.service.routing import Router

@@ -26,9 +26,9 @@ from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.connectors.port import ConfirmationOutcome
 from payhub.domain.clock import system_clock
-from payhub.domain.requests import parse_payment_request, parse_refund_request
 from payhub.service.events import events_page
 from payhub.service.payments import PaymentService
 from payhub.service.refunds import RefundService

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.connectors.port import ConfirmationOutcome
 from payhub.domain.clock import FakeClock
-from payhub.domain.requests import parse_payment_request, parse_refund_request
 from payhub.domain.states import PaymentStatus
 from payhub.errors import ProblemError
 from payhub.service.events import events_page

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from payhub.api.schemas import parse_payment_request
 from payhub.domain.clock import FakeClock
-from payhub.domain.requests import ItemKind, parse_payment_request
+from payhub.domain.requests import ItemKind
 from payhub.routing import (
     AgencyPattern,
     BankScope,
