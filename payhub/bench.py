@@ -527,6 +527,7 @@ async def run_bench(
     database_url: str | None,
     as_json: bool,
     preload: int = 0,
+    deliver: bool = False,
 ) -> int:
     """Measure every scenario (twice with ``preload``); exit status 1 on any wrong answer."""
     log = sys.stderr if sys.stderr.isatty() else None
@@ -553,6 +554,13 @@ async def run_bench(
             say(f"  preloaded in {time.perf_counter() - started:.0f} s: {stored}")
             rounds["preloaded"] = await _measure_round(setup, requests, concurrency, say)
     result = _result(rounds, requests, concurrency, workers, database_url, preload)
+    if deliver:
+        from payhub.notify.measure import measure_delivery
+
+        say("  deliver: outbox to a bare aiohttp portal, then confirmation → webhook …")
+        result["deliver"] = await measure_delivery(
+            events_count=requests, payments=min(requests, 1000), concurrency=min(concurrency, 32)
+        )
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -634,5 +642,10 @@ def _print_table(result: dict[str, Any]) -> None:
     if "preloaded_vs_empty" in result:
         moves = ", ".join(f"{k} {v:.2f}" for k, v in result["preloaded_vs_empty"].items())
         print(f" preloaded ratio / empty ratio: {moves}")
+    if "deliver" in result:
+        throughput = result["deliver"]["throughput"]
+        latency = result["deliver"]["confirmation_to_webhook"]
+        print(f" deliver: {throughput}")
+        print(f" confirmation → webhook: {latency}")
     if result["wrong_answers"]:
         print(f" FAILED: {result['wrong_answers']} wrong answers")

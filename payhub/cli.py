@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure with N payments (and their events and audit entries) stored",
     )
     bench.add_argument(
+        "--deliver",
+        action="store_true",
+        help="also measure webhook delivery: outbox throughput and confirmation-to-webhook latency",
+    )
+    bench.add_argument(
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
     )
     bench.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -412,6 +417,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 database_url=args.database_url,
                 as_json=args.json,
                 preload=args.preload,
+                deliver=args.deliver,
             )
         )
     raise ConfigError(f"unknown command {command}")  # pragma: no cover - argparse guards
