@@ -23,7 +23,18 @@ from tests.factories import Hub, World, free_port, make_world, running_hub
 
 POSTGRES_URL = os.environ.get("PAYHUB_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
-CLEAN_TABLES = ("payments", "idempotency_keys", "events", "audit_log", "nonces", "refunds")
+CLEAN_TABLES = (
+    "payments",
+    "idempotency_keys",
+    "events",
+    "audit_log",
+    "nonces",
+    "refunds",
+    "reconciliation_runs",
+    "reconciliation_items",
+    "reconciliation_exceptions",
+    "reconciliation_resolutions",
+)
 
 
 @pytest.fixture(name="sqlite_template", scope="session")
