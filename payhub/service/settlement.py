@@ -1,0 +1,108 @@
+"""Settling payments from a bank's statement: the lost confirmation, recovered.
+
+A statement line that says the bank took the money for a payment the hub still has as
+``pending``, ``unknown`` or ``expired`` settles it through the state machine's one door,
+``transition``: the same guarded update, audit entry and ``payment.succeeded`` outbox
+event as a confirmation, all in one ledger unit. The event and the audit entry name their
+source (``{"kind": "statement", "reconciliation_id": …}``) so a portal and an auditor can
+tell a statement settlement from a bank's confirmation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from payhub.domain.states import PaymentStatus, can_transition
+from payhub.service.payments import transition
+from payhub.store import repository
+from payhub.store.ledger import Ledger, Transaction
+from payhub.store.tables import payments
+
+BATCH = 200
+"""Payments settled per ledger unit: one commit covers many, none waits long."""
+
+
+@dataclass
+class _Sourced(Transaction):
+    """The unit's transaction, whose outbox events also carry where the settlement came from."""
+
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def emit(
+        self, *, portal_id: str, type: str, payment_id: str | None, data: dict[str, Any]
+    ) -> str:
+        return super().emit(
+            portal_id=portal_id,
+            type=type,
+            payment_id=payment_id,
+            data={**data, "source": self.source},
+        )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of the payments a statement said were paid."""
+
+    settled: list[str]
+    already: list[str]
+    """Settled meanwhile by the bank's own confirmation, or no longer settleable."""
+
+
+async def settle_from_statement(
+    ledger: Ledger,
+    payment_ids: Sequence[str],
+    *,
+    paid_at: Mapping[str, datetime | None],
+    run_id: str,
+    bank: str,
+    actor: str,
+) -> Settled:
+    """Mark each payment ``succeeded`` on the statement's word; exactly once each.
+
+    ``paid_at`` is the bank's booking time from the statement, when it gives one.
+    """
+    source = {"kind": "statement", "reconciliation_id": run_id, "bank": bank}
+    settled: list[str] = []
+    already: list[str] = []
+    for start in range(0, len(payment_ids), BATCH):
+        chunk = list(payment_ids[start : start + BATCH])
+
+        async def unit(tx: Transaction, chunk: list[str] = chunk) -> tuple[list[str], list[str]]:
+            sourced = _Sourced(
+                conn=tx.conn,
+                clock=tx.clock,
+                _audit=tx._audit,
+                _events=tx._events,
+                _claims=tx._claims,
+                source=source,
+            )
+            rows = (
+                await tx.conn.execute(select(payments).where(payments.c.id.in_(chunk)))
+            ).mappings()
+            done: list[str] = []
+            skipped: list[str] = []
+            for row in rows:
+                payment = repository.payment_from_row(row)
+                if not can_transition(payment.status, PaymentStatus.SUCCEEDED):
+                    skipped.append(payment.id)
+                    continue
+                await transition(
+                    sourced,
+                    payment,
+                    PaymentStatus.SUCCEEDED,
+                    actor=actor,
+                    paid_at=paid_at.get(payment.id) or tx.clock(),
+                    detail={"source": source},
+                )
+                done.append(payment.id)
+            return done, skipped
+
+        done, skipped = await ledger.run(unit)
+        settled += done
+        already += skipped
+    return Settled(settled=settled, already=already)
