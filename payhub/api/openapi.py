@@ -289,15 +289,19 @@ def _request_schemas(banks: Collection[str] | None) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "resolution": {"type": "string", "minLength": 1},
-                "note": {"type": "string"},
+                "note": {"type": "string", "minLength": 1, "description": "Why (who, what)."},
             },
-            "required": ["resolution"],
+            "required": ["resolution", "note"],
             "description": "How finance settled a reconciliation exception.",
         },
         "ReconciliationUpload": _closed(
             {
                 "bank": {"type": "string", "description": "The configured bank code."},
                 "business_date": {"type": "string", "format": "date"},
+                "format": {
+                    "type": "string",
+                    "description": "vnpay-csv, momo-csv, mt940 (default: the bank's usual one).",
+                },
                 "statement": {
                     "type": "string",
                     "contentMediaType": "application/octet-stream",
@@ -618,6 +622,74 @@ def _operation(
     return operation
 
 
+def _finance_page_paths() -> dict[str, Any]:
+    """The finance web page: HTML for people, signed in by ``payhub finance login``."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    signed_out = {"401": {"description": "Not signed in: how to sign in.", "content": html}}
+    return {
+        "/finance": {
+            "get": _operation(
+                "financePage",
+                "finance",
+                "The finance page: runs, totals, exceptions",
+                {"200": {"description": "The page.", "content": html}, **signed_out},
+                unsigned=True,
+            )
+        },
+        "/finance/login": {
+            "get": _operation(
+                "financeLogin",
+                "finance",
+                "Exchange a one-time login link for a session cookie",
+                {"303": {"description": "Signed in; to /finance."}, **signed_out},
+                unsigned=True,
+            )
+        },
+        "/finance/logout": {
+            "get": _operation(
+                "financeLogout",
+                "finance",
+                "Sign out",
+                {"303": {"description": "Signed out; to /finance."}, **signed_out},
+                unsigned=True,
+            )
+        },
+        "/finance/runs/{run}/report.csv": {
+            "get": _operation(
+                "financePageReport",
+                "finance",
+                "A run's CSV report, for a signed-in person",
+                {
+                    "200": {"description": "The report.", "content": {"text/csv": {}}},
+                    **signed_out,
+                    **_problems("not_found"),
+                },
+                parameters=[
+                    {"name": "run", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                unsigned=True,
+            )
+        },
+        "/finance/exceptions/{exception}/resolve": {
+            "post": _operation(
+                "financePageResolve",
+                "finance",
+                "Resolve an exception from the page (form post with its anti-forgery value)",
+                {"303": {"description": "Back to the page, with a notice."}, **signed_out},
+                parameters=[
+                    {
+                        "name": "exception",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                unsigned=True,
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     idempotency = _ref("parameters", "IdempotencyKey")
     digest = _ref("parameters", "ContentDigest")
@@ -842,6 +914,7 @@ def _paths() -> dict[str, Any]:
                 request_body=_json_body("ResolveRequest"),
             ),
         },
+        **_finance_page_paths(),
         "/v1/openapi.json": {
             "get": _operation(
                 "getOpenApi",

@@ -104,6 +104,7 @@ class Reconciler:
                     "line_count": 0,
                     "counts": "{}",
                     "totals": "{}",
+                    "summary": "{}",
                     "created_by": request.actor,
                     "created_at": self.clock(),
                 },
@@ -146,13 +147,14 @@ class Reconciler:
         )
         async with self.engine.begin() as conn:
             await store.reclassify(conn, run_id, outcome.already, "matched")
-            counts, totals = await store.summarise(conn, run_id)
+            counts, totals, summary = await store.summarise(conn, run_id)
             await store.finish_run(
                 conn,
                 run_id,
                 status="completed",
                 counts=counts,
                 totals=totals,
+                summary=summary,
                 completed_at=self.clock(),
             )
             done = await store.get_run(conn, run_id)

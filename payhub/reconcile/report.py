@@ -56,6 +56,7 @@ def public_run(run: dict[str, Any]) -> dict[str, Any]:
         "status": run["status"],
         "counts": run["counts"],
         "totals": run["totals"],
+        "summary": run["summary"],
         "statement_format": run["format"],
         "statement_sha256": run["statement_sha256"],
         "line_count": run["line_count"],
@@ -67,14 +68,7 @@ def public_run(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_exception(row: dict[str, Any]) -> dict[str, Any]:
-    resolution = None
-    if row.get("resolution") is not None:
-        resolution = {
-            "resolution": row["resolution"],
-            "note": row["note"],
-            "resolved_by": row["resolved_by"],
-            "resolved_at": rfc3339(row["resolved_at"]),
-        }
+    """An exception as the API shows it; the resolution fields are null while it is open."""
     return {
         "id": row["id"],
         "run_id": row["run_id"],
@@ -90,7 +84,10 @@ def public_exception(row: dict[str, Any]) -> dict[str, Any]:
         "agency_code": row.get("agency_code"),
         "dossier_code": row.get("dossier_code"),
         "status": row["status"],
-        "resolution": resolution,
+        "resolution": row.get("resolution"),
+        "note": row.get("note"),
+        "resolved_by": row.get("resolved_by"),
+        "resolved_at": rfc3339(row.get("resolved_at")),
     }
 
 
@@ -139,8 +136,8 @@ def text_report(run: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
         out.append(f"  the statement could not be read: {run['error']}")
         out.append("  no payment was changed.")
         return "\n".join(out) + "\n"
-    totals = run["totals"]
-    statement = totals.get("statement", {})
+    totals, summary = run["totals"], run["summary"]
+    statement = summary.get("statement", {})
     out.append(
         f"  statement: {statement.get('lines', 0):,} lines, {statement.get('amount', 0):,} VND, "
         f"fees {statement.get('fee', 0):,} VND (sha-256 {run['statement_sha256']})"
@@ -149,16 +146,16 @@ def text_report(run: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
     out.append(f"  {'class':<28}{'count':>10}{'amount VND':>20}")
     for name, title in CLASS_TITLES.items():
         count = run["counts"].get(name, 0)
-        amount = totals.get("by_class", {}).get(name, 0)
+        amount = totals.get(name, 0)
         out.append(f"  {title:<28}{count:>10,}{amount:>20,}")
-    if totals.get("by_agency"):
+    if summary.get("by_agency"):
         out.append("")
         out.append("  reconciled by agency:")
-        for agency, row in totals["by_agency"].items():
+        for agency, row in summary["by_agency"].items():
             out.append(f"    {agency:<26}{row['count']:>10,}{row['amount']:>20,}")
-    if totals.get("by_fee_kind"):
+    if summary.get("by_fee_kind"):
         out.append("  reconciled by fee kind:")
-        for kind, amount in totals["by_fee_kind"].items():
+        for kind, amount in summary["by_fee_kind"].items():
             out.append(f"    {kind:<26}{'':>10}{amount:>20,}")
     open_ = [e for e in exceptions if e["status"] == "open"]
     out.append("")
@@ -183,7 +180,7 @@ def html_report(run: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
     e = html.escape
     counts = "".join(
         f"<tr><td>{e(title)}</td><td class=n>{run['counts'].get(name, 0):,}</td>"
-        f"<td class=n>{run['totals'].get('by_class', {}).get(name, 0):,}</td></tr>"
+        f"<td class=n>{run['totals'].get(name, 0):,}</td></tr>"
         for name, title in CLASS_TITLES.items()
     )
     rows = "".join(

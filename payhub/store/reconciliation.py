@@ -119,7 +119,7 @@ async def create_run(conn: AsyncConnection, row: dict[str, Any]) -> None:
 
 
 async def finish_run(conn: AsyncConnection, run_id: str, **values: Any) -> None:
-    for name in ("counts", "totals"):
+    for name in ("counts", "totals", "summary"):
         if name in values and not isinstance(values[name], str):
             values[name] = json.dumps(values[name], sort_keys=True)
     await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
@@ -166,6 +166,7 @@ def run_from_row(row: Any) -> dict[str, Any]:
         "line_count": row["line_count"],
         "counts": json.loads(row["counts"] or "{}"),
         "totals": json.loads(row["totals"] or "{}"),
+        "summary": json.loads(row["summary"] or "{}"),
         "error": row["error"],
         "created_by": row["created_by"],
         "created_at": row["created_at"],
@@ -405,8 +406,11 @@ async def to_settle(conn: AsyncConnection, run_id: str) -> dict[str, datetime | 
 # -- summaries ------------------------------------------------------------------------------
 
 
-async def summarise(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int], dict[str, Any]]:
-    """Counts per class and totals: the statement's, per class, per agency, per fee kind."""
+async def summarise(
+    conn: AsyncConnection, run_id: str
+) -> tuple[dict[str, int], dict[str, int], dict[str, Any]]:
+    """Counts and VND per class, and the summary: the statement's own totals, the money
+    reconciled per agency and per fee kind."""
     counts = {name: 0 for name in CLASSES}
     by_class: dict[str, int] = {}
     rows = await conn.execute(
@@ -435,16 +439,20 @@ async def summarise(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int],
         .order_by(payments.c.agency_code)
     )
     by_agency = {str(code): {"count": int(n), "amount": int(a)} for code, n, a in agencies}
-    return counts, {
-        "statement": {
-            "lines": int(statement[0]),
-            "amount": int(statement[1]),
-            "fee": int(statement[2]),
+    totals = {name: by_class.get(name, 0) for name in CLASSES}
+    return (
+        counts,
+        totals,
+        {
+            "statement": {
+                "lines": int(statement[0]),
+                "amount": int(statement[1]),
+                "fee": int(statement[2]),
+            },
+            "by_agency": by_agency,
+            "by_fee_kind": await _by_fee_kind(conn, run_id),
         },
-        "by_class": by_class,
-        "by_agency": by_agency,
-        "by_fee_kind": await _by_fee_kind(conn, run_id),
-    }
+    )
 
 
 async def _by_fee_kind(conn: AsyncConnection, run_id: str) -> dict[str, int]:

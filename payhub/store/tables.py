@@ -179,6 +179,7 @@ reconciliation_runs = Table(
     Column("line_count", BigInteger, nullable=False, default=0),
     Column("counts", Text, nullable=False, default="{}"),
     Column("totals", Text, nullable=False, default="{}"),
+    Column("summary", Text, nullable=False, default="{}"),
     Column("created_by", String(80), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("completed_at", Timestamp),

@@ -59,9 +59,11 @@ async def test_a_faulty_day_gives_every_class(engine: AsyncEngine, reconciler: R
         for _ in range(n)
         if name not in ("matched", "settled_by_statement")
     )
-    assert run["totals"]["statement"]["lines"] == 12
-    assert run["totals"]["by_fee_kind"]["fee"] == 150_000 * 8
-    assert run["totals"]["by_agency"]["H29.17"]["count"] == 8
+    assert run["summary"]["statement"]["lines"] == 12
+    assert run["summary"]["by_fee_kind"]["fee"] == 150_000 * 8
+    assert run["summary"]["by_agency"]["H29.17"]["count"] == 8
+    assert run["totals"]["amount_mismatch"] == 2_500_000
+    assert run["totals"]["matched"] == 4 * 2_550_000
 
 
 async def test_settled_by_statement_goes_through_the_state_machine(

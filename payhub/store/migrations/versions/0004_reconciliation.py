@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("line_count", sa.BigInteger(), nullable=False),
         sa.Column("counts", sa.Text(), nullable=False),
         sa.Column("totals", sa.Text(), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(length=80), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
