@@ -36,6 +36,18 @@ border-left:4px solid #12355b;padding:.6em 1em;margin-bottom:1em}.muted{color:#6
 """
 
 
+HINTS = {
+    "missing_at_bank": "the hub has it paid; the bank's statement does not",
+    "unknown_reference": "money at the bank for no payment of ours",
+    "amount_mismatch": "the bank's amount differs from the payment's",
+    "duplicate": "the bank lists this reference again: paid twice?",
+    "status_mismatch": "paid at the bank, but failed or cancelled here",
+    "previous_day": "the hub saw it the day before (cut-off)",
+    "next_day": "the hub saw it the day after (cut-off)",
+}
+"""What each exception class asks a person to check, under its name on the page."""
+
+
 def _money(value: Any) -> str:
     return f"{int(value or 0):,}"
 
@@ -171,7 +183,8 @@ def _exceptions(exceptions: list[dict[str, Any]], form_token: str, back: str) ->
         )
         line = f"line {x['line']}" if x["line"] is not None else "hub only"
         rows.append(
-            f"<tr><td>{escape(CLASS_TITLES.get(x['class'], x['class']))}</td>"
+            f"<tr><td>{escape(CLASS_TITLES.get(x['class'], x['class']))}"
+            f"<br><span class=muted>{escape(HINTS.get(x['class'], ''))}</span></td>"
             f"<td>{escape(x['bank'])}<br><span class=muted>{escape(x['business_date'])}</span></td>"
             f"<td>{line}</td><td><code>{escape(x['reference'] or '')}</code></td>"
             f"<td class=n>{_money(x['amount'])}</td><td>{hub}</td><td>{action}</td></tr>"
