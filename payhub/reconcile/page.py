@@ -83,7 +83,7 @@ def _bank_totals(runs: list[dict[str, Any]]) -> str:
     cards = "".join(
         f'<div class="card"><span class="muted">{escape(bank)} · {row["days"]} day(s)</span>'
         f"<b>{_money(row['amount'])} VND</b>fees {_money(row['fee'])} VND · "
-        f"{row['exceptions']:,} exception(s)</div>"
+        f"{row['exceptions']:,} exception(s) found</div>"
         for bank, row in sorted(per_bank.items())
     )
     return cards or '<p class="muted">No completed reconciliation yet.</p>'

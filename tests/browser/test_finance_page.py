@@ -25,12 +25,13 @@ from tests.factories import Hub
 from tests.reconcile_world import DAY, faulty_day, load, stream
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 SCREENSHOTS = os.environ.get("PAYHUB_SCREENSHOTS")
 """A folder to keep the screenshots in, to look at them; a temporary one otherwise."""
 
 
 async def _browser(playwright: object) -> Browser:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install chromium)"
+    assert HAVE_CHROMIUM, "install Debian's chromium (apt-get install chromium)"
     chromium = playwright.chromium  # type: ignore[attr-defined]
     return await chromium.launch(  # type: ignore[no-any-return]
         executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
