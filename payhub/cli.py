@@ -198,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
     )
     bench.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    bench.add_argument(
+        "--scenario",
+        choices=("create", "reconcile"),
+        default="create",
+        help="create: signed creates (default); reconcile: a --lines statement against as "
+        "many payments",
+    )
+    bench.add_argument(
+        "--lines",
+        type=int,
+        default=1_000_000,
+        help="statement lines and payments of the reconcile scenario (default 1,000,000)",
+    )
     return parser
 
 
@@ -331,6 +344,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "bench":
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.bench import run_bench
+
+        if args.scenario == "reconcile":
+            from payhub.reconcile.bench import run_reconcile_bench
+
+            return run_reconcile_bench(lines=max(args.lines, 1), as_json=args.json)
 
         if args.requests < 1 or args.concurrency < 1 or args.workers < 1:
             raise ConfigError("--requests, --concurrency and --workers must be at least 1")

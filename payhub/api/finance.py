@@ -37,6 +37,8 @@ routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
 
 FIELD_LIMIT = 256
+PAGE_EXCEPTIONS = 500
+"""Exceptions shown at once on the page; filters narrow them down."""
 _DIGESTS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
 
 
@@ -338,6 +340,7 @@ async def finance_page(request: web.Request) -> web.Response:
             kind=filters["kind"],
             status=filters["status"],
             run_id=filters["run_id"],
+            limit=PAGE_EXCEPTIONS,
         )
     html = page.render(
         user=user,

@@ -253,20 +253,15 @@ async def classify(conn: AsyncConnection, run_id: str, bank: str, window: DayWin
         .where(mine, items.c.reference == payments.c.bank_reference, payments.c.bank == bank)
         .values(payment_id=payments.c.id)
     )
-    earlier = items.alias("earlier")
+    position = func.row_number().over(partition_by=items.c.reference, order_by=items.c.seq)
+    ranked = (
+        select(items.c.seq, position.label("position"))
+        .where(mine, items.c.reference.is_not(None))
+        .subquery()
+    )
     await conn.execute(
         update(items)
-        .where(
-            mine,
-            items.c.reference.is_not(None),
-            exists(
-                select(literal(1)).where(
-                    earlier.c.run_id == run_id,
-                    earlier.c.reference == items.c.reference,
-                    earlier.c.seq < items.c.seq,
-                )
-            ),
-        )
+        .where(mine, items.c.seq.in_(select(ranked.c.seq).where(ranked.c.position > 1)))
         .values({"class": "duplicate"})
     )
     await conn.execute(
@@ -513,7 +508,7 @@ async def list_exceptions(
     bank: str | None = None,
     kind: str | None = None,
     status: str | None = None,
-    limit: int = 500,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     conditions = []
     if run_id is not None:
