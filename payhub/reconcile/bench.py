@@ -31,6 +31,11 @@ DUPLICATE_EVERY = 1013
 UNKNOWN_LINES = 100
 
 
+def _reference(i: int) -> str:
+    """A scrambled, unique reference: statement order (time) is not reference order."""
+    return f"PH{(i * 7_919_171) % 10**10:010d}"
+
+
 def _payment_rows(count: int) -> Any:
     start = datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)  # 00:00:05 in Hanoi
     step = 86_000 / max(count, 1)
@@ -41,7 +46,7 @@ def _payment_rows(count: int) -> Any:
         yield (
             f"pay_bench{i:010d}", "demo", f"D-{i}", "1.004227", f"A{i % 40:02d}", None,
             "Nguyen Van An", None, None, items, 150_000, "VND", None, "https://p.example/",
-            "vnpay", f"PH{i:010d}", None, None, None, status, None, 0,
+            "vnpay", _reference(i), None, None, None, status, None, 0,
             at, at, at if status == "succeeded" else None, at,
         )  # fmt: skip
 
@@ -81,7 +86,7 @@ def build_day(database: Path, statement: Path, count: int) -> dict[str, int]:
                 expected["settled_by_statement"] += 1
             else:
                 expected["matched"] += 1
-            line = f"{14_000_000 + i},PH{i:010d},{amount},00,{at},1650\n"
+            line = f"{14_000_000 + i},{_reference(i)},{amount},00,{at},1650\n"
             out.write(line)
             if i % DUPLICATE_EVERY == 4:
                 out.write(line)

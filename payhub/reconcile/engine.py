@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhub.domain.clock import Clock, to_vietnam
 from payhub.domain.ids import new_id
@@ -110,33 +110,41 @@ class Reconciler:
                 },
             )
         hashing = _Hashing(stream)
-        try:
-            lines = await self._stage(run_id, request, reader(hashing), hashing, progress)
-        except StatementError as exc:
-            async with self.engine.begin() as conn:
-                await store.discard_run(conn, run_id)
-                await store.finish_run(
-                    conn, run_id, status="failed", error=str(exc), completed_at=self.clock()
-                )
-                failed = await store.get_run(conn, run_id)
-            log.info("reconciliation.failed", run=run_id, bank=request.bank, error=str(exc))
-            assert failed is not None
-            return failed
-        sha256 = hashing.sha256.hexdigest()
-        async with self.engine.begin() as conn:
-            earlier = await store.completed_run_for(conn, request.bank, day, sha256, not_id=run_id)
-            if earlier is not None:
-                await store.delete_run(conn, run_id)
-                found = await store.get_run(conn, earlier)
-                assert found is not None
-                log.info("reconciliation.repeated", run=earlier, bank=request.bank)
-                return {**found, "repeated": True}
-            window = store.DayWindow(request.business_date)
-            await store.classify(conn, run_id, request.bank, window)
-            await store.add_missing_at_bank(conn, run_id, request.bank, window, lines + 1)
-            await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
-            payable = await store.to_settle(conn, run_id)
-            await store.finish_run(conn, run_id, statement_sha256=sha256, line_count=lines)
+        window = store.DayWindow(request.business_date)
+        async with self.engine.connect() as conn:
+            await store.tune(conn)
+            try:
+                async with conn.begin():
+                    await store.create_staging(conn)
+                try:
+                    lines = await self._stage(conn, request, reader(hashing), hashing, progress)
+                except StatementError as exc:
+                    return await self._failed(run_id, request, exc)
+                sha256 = hashing.sha256.hexdigest()
+                async with conn.begin():
+                    earlier = await store.completed_run_for(
+                        conn, request.bank, day, sha256, not_id=run_id
+                    )
+                    if earlier is not None:
+                        await store.delete_run(conn, run_id)
+                        found = await store.get_run(conn, earlier)
+                        assert found is not None
+                        log.info("reconciliation.repeated", run=earlier, bank=request.bank)
+                        return {**found, "repeated": True}
+                async with conn.begin():
+                    await store.classify(conn, request.bank, window)
+                for first in range(1, lines + 1, store.PERSIST_BATCH):
+                    async with conn.begin():
+                        await store.persist(conn, run_id, first, first + store.PERSIST_BATCH - 1)
+                async with conn.begin():
+                    await store.add_missing_at_bank(conn, run_id, request.bank, window, lines + 1)
+                    await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
+                    payable = await store.to_settle(conn, run_id)
+                    await store.finish_run(conn, run_id, statement_sha256=sha256, line_count=lines)
+            finally:
+                async with conn.begin():
+                    await store.drop_staging(conn)
+                await store.untune(conn)
         outcome = await settle_from_statement(
             self.ledger,
             sorted(payable),
@@ -169,54 +177,57 @@ class Reconciler:
         )
         return done
 
+    async def _failed(
+        self, run_id: str, request: RunRequest, exc: StatementError
+    ) -> dict[str, Any]:
+        """Record why the statement could not be read; nothing else was written."""
+        async with self.engine.begin() as conn:
+            await store.discard_run(conn, run_id)
+            await store.finish_run(
+                conn, run_id, status="failed", error=str(exc), completed_at=self.clock()
+            )
+            failed = await store.get_run(conn, run_id)
+        log.info("reconciliation.failed", run=run_id, bank=request.bank, error=str(exc))
+        assert failed is not None
+        return failed
+
     async def _stage(
         self,
-        run_id: str,
+        conn: AsyncConnection,
         request: RunRequest,
-        entries: Any,
+        entries: Iterator[StatementEntry],
         hashing: _Hashing,
         progress: Progress | None,
     ) -> int:
-        allowed = {request.business_date + timedelta(days=delta) for delta in (-1, 0, 1)}
+        window = store.DayWindow(request.business_date)
+        earliest, latest = window.start - timedelta(days=1), window.end + timedelta(days=1)
+        find = self.find_reference
         batch: list[StatementEntry] = []
         staged = 0
         for entry in entries:
-            if entry.booked_at is not None and to_vietnam(entry.booked_at).date() not in allowed:
+            at = entry.booked_at
+            if at is not None and not earliest <= at < latest:
                 raise StatementError(
-                    f"line {entry.line}: booked on {to_vietnam(entry.booked_at).date()}, "
+                    f"line {entry.line}: booked on {to_vietnam(at).date()}, "
                     f"but this statement is for {request.business_date} "
                     "(a file for another day?)"
                 )
             if entry.reference is None and entry.text:
-                found = self.find_reference(entry.text)
+                found = find(entry.text)
                 if found is not None:
-                    entry = _with_reference(entry, found)
+                    entry = entry._replace(reference=found)
             batch.append(entry)
             if len(batch) >= STAGE_BATCH:
-                staged = await self._write(run_id, staged, batch)
+                async with conn.begin():
+                    await store.stage(conn, staged + 1, batch)
+                staged += len(batch)
                 batch = []
                 if progress is not None:
                     progress(hashing.size, staged)
-        staged = await self._write(run_id, staged, batch)
+        if batch:
+            async with conn.begin():
+                await store.stage(conn, staged + 1, batch)
+            staged += len(batch)
         if progress is not None:
             progress(hashing.size, staged)
         return staged
-
-    async def _write(self, run_id: str, staged: int, batch: list[StatementEntry]) -> int:
-        if batch:
-            async with self.engine.begin() as conn:
-                await store.stage(conn, run_id, staged + 1, batch)
-        return staged + len(batch)
-
-
-def _with_reference(entry: StatementEntry, reference: str) -> StatementEntry:
-    return StatementEntry(
-        line=entry.line,
-        reference=reference,
-        amount=entry.amount,
-        settled=entry.settled,
-        booked_at=entry.booked_at,
-        bank_transaction_id=entry.bank_transaction_id,
-        text=entry.text,
-        fee=entry.fee,
-    )

@@ -11,10 +11,9 @@ is the matcher's own type.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from payhub.domain.reference import find_references
 from payhub.errors import StatementError
@@ -29,9 +28,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StatementEntry:
-    """One transaction on a bank's statement for one business day."""
+class StatementEntry(NamedTuple):
+    """One transaction on a bank's statement for one business day.
+
+    A named tuple, not a dataclass: a million of them are made per large statement, and
+    a tuple is built and staged at a fraction of the cost.
+    """
 
     line: int
     """Where it is in the file (1-based), for every message a person reads."""

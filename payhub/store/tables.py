@@ -201,7 +201,6 @@ reconciliation_items = Table(
     Column("text", Text),
     Column("payment_id", String(40)),
     Column("class", String(24)),
-    Index("ix_reconciliation_items_reference", "run_id", "reference"),
 )
 
 reconciliation_exceptions = Table(

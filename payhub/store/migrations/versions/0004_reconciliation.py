@@ -56,9 +56,6 @@ def upgrade() -> None:
         sa.Column("class", sa.String(length=24), nullable=True),
         sa.PrimaryKeyConstraint("run_id", "seq", name=op.f("pk_reconciliation_items")),
     )
-    op.create_index(
-        "ix_reconciliation_items_reference", "reconciliation_items", ["run_id", "reference"]
-    )
     op.create_table(
         "reconciliation_exceptions",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -96,7 +93,6 @@ def downgrade() -> None:
     op.drop_index("ix_reconciliation_exceptions_status", "reconciliation_exceptions")
     op.drop_index("ix_reconciliation_exceptions_run", "reconciliation_exceptions")
     op.drop_table("reconciliation_exceptions")
-    op.drop_index("ix_reconciliation_items_reference", "reconciliation_items")
     op.drop_table("reconciliation_items")
     op.drop_index("ix_reconciliation_runs_day", "reconciliation_runs")
     op.drop_table("reconciliation_runs")
