@@ -59,9 +59,10 @@ def _text_lines(stream: ByteSource, name: str) -> Iterator[str]:
     for raw in iter(lambda: stream.read(1 << 16), b""):
         try:
             pending += decoder.decode(raw)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            before = pending.count("\n") + raw[: max(exc.start, 0)].count(b"\n")
             raise StatementError(
-                f"{name} statement line {number + pending.count(chr(10)) + 1}: not UTF-8"
+                f"{name} statement line {number + before + 1}: not UTF-8"
             ) from None
         *complete, pending = pending.split("\n")
         for text in complete:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import islice
 from typing import Any
 
 import structlog
@@ -132,10 +133,13 @@ class Reconciler:
                         log.info("reconciliation.repeated", run=earlier, bank=request.bank)
                         return {**found, "repeated": True}
                 async with conn.begin():
-                    await store.classify(conn, request.bank, window)
-                for first in range(1, lines + 1, store.PERSIST_BATCH):
+                    await store.mark_duplicates(conn)
+                batch = store.PERSIST_BATCH
+                for first in range(1, lines + 1, batch):
                     async with conn.begin():
-                        await store.persist(conn, run_id, first, first + store.PERSIST_BATCH - 1)
+                        await store.classify_into_record(
+                            conn, run_id, request.bank, window, first, first + batch - 1
+                        )
                 async with conn.begin():
                     await store.add_missing_at_bank(conn, run_id, request.bank, window, lines + 1)
                     await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
@@ -155,7 +159,8 @@ class Reconciler:
         )
         async with self.engine.begin() as conn:
             await store.reclassify(conn, run_id, outcome.already, "matched")
-            counts, totals, summary = await store.summarise(conn, run_id)
+            counts, totals = await store.summarise(conn, run_id)
+            summary = await store.summarise_statement(conn, run_id)
             await store.finish_run(
                 conn,
                 run_id,
@@ -199,35 +204,27 @@ class Reconciler:
         hashing: _Hashing,
         progress: Progress | None,
     ) -> int:
-        window = store.DayWindow(request.business_date)
-        earliest, latest = window.start - timedelta(days=1), window.end + timedelta(days=1)
         find = self.find_reference
-        batch: list[StatementEntry] = []
         staged = 0
-        for entry in entries:
-            at = entry.booked_at
-            if at is not None and not earliest <= at < latest:
-                raise StatementError(
-                    f"line {entry.line}: booked on {to_vietnam(at).date()}, "
-                    f"but this statement is for {request.business_date} "
-                    "(a file for another day?)"
-                )
-            if entry.reference is None and entry.text:
-                found = find(entry.text)
-                if found is not None:
-                    entry = entry._replace(reference=found)
-            batch.append(entry)
-            if len(batch) >= STAGE_BATCH:
-                async with conn.begin():
-                    await store.stage(conn, staged + 1, batch)
+        async with conn.begin():
+            while batch := list(islice(entries, STAGE_BATCH)):
+                for i in [i for i, entry in enumerate(batch) if entry[1] is None]:
+                    entry = batch[i]
+                    found = find(entry.text) if entry.text else None
+                    if found is not None:
+                        batch[i] = entry._replace(reference=found)
+                await store.stage(conn, staged + 1, batch)
                 staged += len(batch)
-                batch = []
                 if progress is not None:
                     progress(hashing.size, staged)
-        if batch:
-            async with conn.begin():
-                await store.stage(conn, staged + 1, batch)
-            staged += len(batch)
-        if progress is not None:
-            progress(hashing.size, staged)
+            window = store.DayWindow(request.business_date)
+            stray = await store.first_booked_outside(
+                conn, window.start - timedelta(days=1), window.end + timedelta(days=1)
+            )
+        if stray is not None:
+            line, at = stray
+            raise StatementError(
+                f"line {line}: booked on {to_vietnam(at).date()}, but this statement is for "
+                f"{request.business_date} (a file for another day?)"
+            )
         return staged

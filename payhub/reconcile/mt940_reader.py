@@ -70,8 +70,9 @@ def _lines(stream: ByteSource) -> Iterator[tuple[int, str]]:
     for raw in iter(lambda: stream.read(1 << 16), b""):
         try:
             pending += decoder.decode(raw)
-        except UnicodeDecodeError:
-            raise StatementError(f"MT940 line {number + 1}: not UTF-8") from None
+        except UnicodeDecodeError as exc:
+            before = pending.count("\n") + raw[: max(exc.start, 0)].count(b"\n")
+            raise StatementError(f"MT940 line {number + before + 1}: not UTF-8") from None
         *complete, pending = pending.split("\n")
         for text in complete:
             number += 1

@@ -43,8 +43,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,11 +90,7 @@ staging = Table(
     Column("bank_transaction_id", String(64)),
     Column("text", Text),
     Column("fee", BigInteger),
-    Column("payment_id", String(40)),
-    Column("payment_amount", BigInteger),
-    Column("payment_status", String(16)),
-    Column("payment_at", UtcDateTime),
-    Column("class", String(24)),
+    Column("duplicate", Integer),
     prefixes=["TEMPORARY"],
 )
 """Per connection, never in the declared schema: created for a run and dropped after it."""
@@ -228,7 +224,9 @@ async def _pragmas(conn: AsyncConnection, *pragmas: str) -> None:
 
 
 async def tune(conn: AsyncConnection) -> None:
-    """For one run on SQLite: a larger page cache, temp tables in RAM, planner statistics.
+    """For one run on SQLite: larger page caches (main 64 MiB, the staging table's temporary
+    database 128 MiB, enough for a million lines before it spills to its file) and planner
+    statistics.
 
     ``ANALYZE`` (sampled, ``analysis_limit``) gives SQLite's planner the statistics it
     lacks without them: with none, a query on ``payments`` by portal, dossier and status
@@ -239,7 +237,7 @@ async def tune(conn: AsyncConnection) -> None:
         await _pragmas(
             conn,
             "PRAGMA cache_size=-65536",
-            "PRAGMA temp_store=MEMORY",
+            "PRAGMA temp.cache_size=-131072",
             "PRAGMA analysis_limit=1000",
             "ANALYZE payments",
         )
@@ -248,7 +246,7 @@ async def tune(conn: AsyncConnection) -> None:
 async def untune(conn: AsyncConnection) -> None:
     """The pooled connection goes back as it came. Call outside a transaction."""
     if conn.dialect.name == "sqlite":
-        await _pragmas(conn, "PRAGMA cache_size=-2000", "PRAGMA temp_store=DEFAULT")
+        await _pragmas(conn, "PRAGMA cache_size=-2000", "PRAGMA temp.cache_size=-2000")
 
 
 async def create_staging(conn: AsyncConnection) -> None:
@@ -290,62 +288,79 @@ async def stage(conn: AsyncConnection, first_seq: int, entries: Sequence[Stateme
     await driver.executemany(_SQLITE_STAGE, rows)
 
 
+async def first_booked_outside(
+    conn: AsyncConnection, earliest: datetime, latest: datetime
+) -> tuple[int, datetime] | None:
+    """The first staged line booked outside [earliest, latest): a file for another day."""
+    s = staging
+    found = (
+        await conn.execute(
+            select(s.c.line_no, s.c.booked_at)
+            .where(or_(s.c.booked_at < earliest, s.c.booked_at >= latest))
+            .order_by(s.c.seq)
+            .limit(1)
+        )
+    ).first()
+    return (int(found[0]), found[1]) if found is not None else None
+
+
 # -- classification -------------------------------------------------------------------------
 
 
-async def classify(conn: AsyncConnection, bank: str, window: DayWindow) -> None:
-    """Give every staged line its class, by joins; see the module docstring."""
+async def mark_duplicates(conn: AsyncConnection) -> None:
+    """Every line after the first with the same reference is a ``duplicate``."""
     s = staging
-    await conn.execute(
-        update(s)
-        .where(s.c.reference == payments.c.bank_reference, payments.c.bank == bank)
-        .values(
-            payment_id=payments.c.id,
-            payment_amount=payments.c.amount,
-            payment_status=payments.c.status,
-            payment_at=func.coalesce(payments.c.paid_at, payments.c.created_at),
-        )
-    )
     position = func.row_number().over(partition_by=s.c.reference, order_by=s.c.seq)
     ranked = select(s.c.seq, position.label("position")).where(s.c.reference.is_not(None))
     later = ranked.subquery()
     await conn.execute(
         update(s)
         .where(s.c.seq.in_(select(later.c.seq).where(later.c.position > 1)))
-        .values({"class": "duplicate"})
+        .values(duplicate=1)
     )
-    status = s.c.payment_status
-    verdict = case(
-        (s.c["class"].is_not(None), s.c["class"]),
-        (s.c.payment_id.is_(None), "unknown_reference"),
-        (s.c.amount != s.c.payment_amount, "amount_mismatch"),
-        (s.c.settled == 0, case((status == "succeeded", "status_mismatch"), else_="matched")),
-        (status.in_(("failed", "cancelled")), "status_mismatch"),
-        (status.in_(("pending", "unknown", "expired")), "settled_by_statement"),
-        (s.c.payment_at < window.start, "previous_day"),
-        (s.c.payment_at >= window.end, "next_day"),
+
+
+def _verdict(window: DayWindow) -> Any:
+    """A staged line's class from its payment's row (CONTRACT §5), first rule that holds."""
+    s, p = staging, payments
+    day_of_payment = func.coalesce(p.c.paid_at, p.c.created_at)
+    return case(
+        (s.c.duplicate == 1, "duplicate"),
+        (p.c.id.is_(None), "unknown_reference"),
+        (s.c.amount != p.c.amount, "amount_mismatch"),
+        (s.c.settled == 0, case((p.c.status == "succeeded", "status_mismatch"), else_="matched")),
+        (p.c.status.in_(("failed", "cancelled")), "status_mismatch"),
+        (p.c.status.in_(("pending", "unknown", "expired")), "settled_by_statement"),
+        (day_of_payment < window.start, "previous_day"),
+        (day_of_payment >= window.end, "next_day"),
         else_="matched",
     )
-    await conn.execute(update(s).values({"class": verdict}))
 
 
-async def persist(conn: AsyncConnection, run_id: str, first: int, last: int) -> None:
-    """Copy staged lines ``first``…``last`` into the run's record."""
-    s = staging
-    chosen = select(
-        literal(run_id),
-        s.c.seq,
-        s.c.line_no,
-        s.c.reference,
-        s.c.amount,
-        s.c.fee,
-        s.c.settled,
-        s.c.booked_at,
-        s.c.bank_transaction_id,
-        s.c.text,
-        s.c.payment_id,
-        s.c["class"],
-    ).where(s.c.seq.between(first, last))
+async def classify_into_record(
+    conn: AsyncConnection, run_id: str, bank: str, window: DayWindow, first: int, last: int
+) -> None:
+    """Staged lines ``first``…``last``, joined to their payments by bank reference and
+    classified, appended to the run's record: one pass, no row rewritten."""
+    s, p = staging, payments
+    chosen = (
+        select(
+            literal(run_id),
+            s.c.seq,
+            s.c.line_no,
+            s.c.reference,
+            s.c.amount,
+            s.c.fee,
+            s.c.settled,
+            s.c.booked_at,
+            s.c.bank_transaction_id,
+            s.c.text,
+            p.c.id,
+            _verdict(window),
+        )
+        .select_from(s.outerjoin(p, and_(p.c.bank_reference == s.c.reference, p.c.bank == bank)))
+        .where(s.c.seq.between(first, last))
+    )
     await conn.execute(
         insert(items).from_select(
             [
@@ -391,7 +406,9 @@ async def add_missing_at_bank(
         runs.c.status == "completed",
         runs.c.business_date.in_(window.neighbours),
     )
-    on_this_statement = select(staging.c.payment_id).where(staging.c.payment_id.is_not(None))
+    on_this_statement = select(items.c.payment_id).where(
+        items.c.run_id == run_id, items.c.payment_id.is_not(None)
+    )
     on_a_neighbour = select(items.c.reference).where(
         items.c.run_id.in_(neighbours),
         items.c.line_no.is_not(None),
@@ -485,13 +502,10 @@ async def to_settle(conn: AsyncConnection, run_id: str) -> dict[str, datetime | 
 # -- summaries ------------------------------------------------------------------------------
 
 
-async def summarise(
-    conn: AsyncConnection, run_id: str
-) -> tuple[dict[str, int], dict[str, int], dict[str, Any]]:
-    """Counts and VND per class, and the summary: the statement's own totals, the money
-    reconciled per agency and per fee kind."""
+async def summarise(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows and VND per class, from the run's record."""
     counts = {name: 0 for name in CLASSES}
-    by_class: dict[str, int] = {}
+    totals = {name: 0 for name in CLASSES}
     rows = await conn.execute(
         select(items.c["class"], func.count(), func.coalesce(func.sum(items.c.amount), 0))
         .where(items.c.run_id == run_id)
@@ -499,7 +513,16 @@ async def summarise(
     )
     for name, count, amount in rows:
         counts[str(name)] = int(count)
-        by_class[str(name)] = int(amount)
+        totals[str(name)] = int(amount)
+    return counts, totals
+
+
+async def summarise_statement(conn: AsyncConnection, run_id: str) -> dict[str, Any]:
+    """The statement's own totals, and the money reconciled per agency and per fee kind.
+
+    One join of the run's record to its payments gives both breakdowns, grouped by agency
+    and item list, so each distinct item list is decoded once, not once per payment.
+    """
     statement = (
         await conn.execute(
             select(
@@ -509,49 +532,31 @@ async def summarise(
             ).where(items.c.run_id == run_id, items.c.line_no.is_not(None))
         )
     ).one()
-    reconciled = items.c["class"].in_(_RECONCILED)
-    agencies = await conn.execute(
-        select(payments.c.agency_code, func.count(), func.sum(payments.c.amount))
+    listed_items = payments.c["items"]
+    groups = await conn.execute(
+        select(payments.c.agency_code, listed_items, func.count(), func.sum(payments.c.amount))
         .select_from(items.join(payments, payments.c.id == items.c.payment_id))
-        .where(items.c.run_id == run_id, reconciled)
-        .group_by(payments.c.agency_code)
-        .order_by(payments.c.agency_code)
+        .where(items.c.run_id == run_id, items.c["class"].in_(_RECONCILED))
+        .group_by(payments.c.agency_code, listed_items)
     )
-    by_agency = {str(code): {"count": int(n), "amount": int(a)} for code, n, a in agencies}
-    totals = {name: by_class.get(name, 0) for name in CLASSES}
-    return (
-        counts,
-        totals,
-        {
-            "statement": {
-                "lines": int(statement[0]),
-                "amount": int(statement[1]),
-                "fee": int(statement[2]),
-            },
-            "by_agency": by_agency,
-            "by_fee_kind": await _by_fee_kind(conn, run_id),
+    by_agency: dict[str, dict[str, int]] = {}
+    by_fee_kind: dict[str, int] = {}
+    for agency, listed, count, amount in groups:
+        row = by_agency.setdefault(str(agency), {"count": 0, "amount": 0})
+        row["count"] += int(count)
+        row["amount"] += int(amount)
+        for item in json.loads(listed):
+            kind = str(item.get("kind"))
+            by_fee_kind[kind] = by_fee_kind.get(kind, 0) + int(item.get("amount", 0)) * int(count)
+    return {
+        "statement": {
+            "lines": int(statement[0]),
+            "amount": int(statement[1]),
+            "fee": int(statement[2]),
         },
-    )
-
-
-async def _by_fee_kind(conn: AsyncConnection, run_id: str) -> dict[str, int]:
-    """Reconciled money per item kind (fee, charge, tax, …), read from the items' JSON."""
-    if conn.dialect.name == "postgresql":
-        query = (
-            "SELECT e->>'kind', SUM((e->>'amount')::bigint) FROM reconciliation_items i "
-            "JOIN payments p ON p.id = i.payment_id, json_array_elements(p.items::json) e "
-            "WHERE i.run_id = :run AND i.class IN ('matched', 'settled_by_statement', "
-            "'previous_day', 'next_day') GROUP BY 1 ORDER BY 1"
-        )
-    else:
-        query = (
-            "SELECT json_extract(e.value, '$.kind'), SUM(json_extract(e.value, '$.amount')) "
-            "FROM reconciliation_items i JOIN payments p ON p.id = i.payment_id, "
-            "json_each(p.items) e WHERE i.run_id = :run AND i.class IN ('matched', "
-            "'settled_by_statement', 'previous_day', 'next_day') GROUP BY 1 ORDER BY 1"
-        )
-    rows = await conn.execute(text(query), {"run": run_id})
-    return {str(kind): int(amount) for kind, amount in rows}
+        "by_agency": dict(sorted(by_agency.items())),
+        "by_fee_kind": dict(sorted(by_fee_kind.items())),
+    }
 
 
 # -- reading back ---------------------------------------------------------------------------
