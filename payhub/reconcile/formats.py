@@ -8,6 +8,7 @@ bank's usual one.
 from __future__ import annotations
 
 from payhub.errors import ConfigError
+from payhub.reconcile.camt_entries import read_camt053
 from payhub.reconcile.csv_reader import read_momo, read_vnpay
 from payhub.reconcile.entries import StatementReader
 from payhub.reconcile.mt940_reader import read_mt940
@@ -16,6 +17,7 @@ _READERS: dict[str, StatementReader] = {
     "vnpay-csv": read_vnpay,
     "momo-csv": read_momo,
     "mt940": read_mt940,
+    "camt.053": read_camt053,
 }
 
 USUAL_FORMAT = {"vnpay": "vnpay-csv", "momo": "momo-csv", "vietqr": "camt.053"}
