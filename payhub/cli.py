@@ -240,7 +240,7 @@ def _reconcile_parser(commands: Any) -> None:
     reconcile.add_argument(
         "--statement-format",
         metavar="NAME",
-        help="vnpay-csv, momo-csv or mt940 (default: the bank's usual format)",
+        help="vnpay-csv, momo-csv, mt940 or camt.053 (default: the bank's usual format)",
     )
 
 

@@ -81,7 +81,10 @@ resolutions = reconciliation_resolutions
 staging = Table(
     "reconciliation_staging",
     MetaData(),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER PRIMARY KEY on SQLite: the rowid itself, no second tree to maintain.
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("line_no", BigInteger),
     Column("reference", String(64)),
     Column("amount", BigInteger),
