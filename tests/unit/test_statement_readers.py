@@ -124,3 +124,43 @@ def test_formats_registry() -> None:
         reader_for("camt.099")
     register_reader("test-format", read_vnpay)
     assert reader_for("test-format") is read_vnpay
+
+
+def test_camt_lines_become_entries_credits_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The camt adapter over a stand-in for the camt reader module (same names and fields)."""
+    import enum
+    import types
+    from dataclasses import dataclass
+
+    from payhub.connectors.port import StatementLine
+    from payhub.reconcile.camt_entries import CAMT_MODULE, read_camt053
+
+    class CreditDebit(enum.StrEnum):
+        CREDIT = "CRDT"
+        DEBIT = "DBIT"
+
+    @dataclass
+    class Line:
+        line: int
+        direction: CreditDebit
+        booked: bool
+        text: str
+
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=VIETNAM)
+    lines = [
+        Line(12, CreditDebit.CREDIT, True, "CT PH7K2M9Q4XAB"),
+        Line(30, CreditDebit.DEBIT, True, "phi"),
+        Line(41, CreditDebit.CREDIT, False, "pending"),
+    ]
+    fake = types.ModuleType(CAMT_MODULE)
+    fake.CreditDebit = CreditDebit  # type: ignore[attr-defined]
+    fake.read_camt = lambda stream: iter(lines)  # type: ignore[attr-defined]
+    fake.to_statement_line = lambda line: StatementLine(  # type: ignore[attr-defined]
+        "PH7K2M9Q4XAB" if "PH" in line.text else None, 2_550_000, at, "BOOK", "FT1", line.text
+    )
+    monkeypatch.setitem(__import__("sys").modules, CAMT_MODULE, fake)
+    first, second = read_camt053(io.BytesIO(b""))
+    assert first == StatementEntry(
+        12, "PH7K2M9Q4XAB", 2_550_000, True, at, "FT1", "CT PH7K2M9Q4XAB", 0
+    )
+    assert second.line == 41 and second.reference is None and not second.settled
