@@ -22,6 +22,7 @@ from aiohttp import web
 
 from payhub import keys
 from payhub.api import banks as bank_routes
+from payhub.api import finance as finance_routes
 from payhub.api import ops as ops_routes
 from payhub.api import portal as portal_routes
 from payhub.api.auth import Credential, PrincipalKind
@@ -154,6 +155,7 @@ def create_app(
     app.add_routes(ops_routes.routes)
     app.add_routes(portal_routes.routes)
     app.add_routes(bank_routes.routes)
+    app.add_routes(finance_routes.routes)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
             add.add_argument(
                 "--whsec", metavar="SECRET", help="whsec_… secret: adds HMAC v1 webhook signatures"
             )
+        else:
+            _finance_login_parser(actions)
 
     serve = commands.add_parser(
         "serve",
@@ -181,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     _add_notification_commands(commands)
+    _reconcile_parser(commands)
 
     demo = commands.add_parser("demo", help="the whole world on a temporary SQLite database")
     demo.add_argument(
@@ -218,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="PostgreSQL URL (its payhub tables are dropped!); default SQLite"
     )
     bench.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    bench.add_argument(
+        "--scenario",
+        choices=("create", "reconcile"),
+        default="create",
+        help="create: signed creates (default); reconcile: a --lines statement against as "
+        "many payments",
+    )
+    bench.add_argument(
+        "--lines",
+        type=int,
+        default=1_000_000,
+        help="statement lines and payments of the reconcile scenario (default 1,000,000)",
+    )
     return parser
 
 
@@ -335,6 +351,53 @@ def _notifications(args: argparse.Namespace) -> int:
     return 0 if ping.ok else 1
 
 
+def _reconcile_parser(commands: Any) -> None:
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="reconcile a bank's statement for one business day",
+        description="Match a bank's statement for business day D (Asia/Ho_Chi_Minh) against "
+        "the hub's payments: lost confirmations are settled, every other difference becomes "
+        "an exception for the finance page. Running the same statement again changes nothing. "
+        "Exits 1 when the statement cannot be read (no payment is changed then).",
+    )
+    reconcile.add_argument("statement", type=Path, metavar="STATEMENT", help="the statement file")
+    reconcile.add_argument("--config", type=Path, required=True, help="the hub's payhub.toml")
+    reconcile.add_argument("--bank", required=True, metavar="B", help="a configured bank name")
+    reconcile.add_argument(
+        "--date", required=True, metavar="YYYY-MM-DD", help="the statement's business day"
+    )
+    reconcile.add_argument(
+        "--format",
+        choices=("text", "csv", "json", "html"),
+        default="text",
+        help="report format (default text; csv has one line per statement line and per "
+        "payment missing from it)",
+    )
+    reconcile.add_argument("--out", type=Path, metavar="F", help="write the report to F")
+    reconcile.add_argument(
+        "--statement-format",
+        metavar="NAME",
+        help="vnpay-csv, momo-csv, mt940 or camt.053 (default: the bank's usual format)",
+    )
+
+
+def _finance_login_parser(actions: Any) -> None:
+    login = actions.add_parser(
+        "login",
+        help="print a short-lived link that opens the finance page",
+        description="Print a link to the hub's finance page (runs, totals, exceptions, the "
+        "resolve action) that signs USER in. It works once, for --minutes; the page then "
+        "keeps an 8-hour session cookie.",
+    )
+    login.add_argument("--config", type=Path, required=True, help="the hub's payhub.toml")
+    login.add_argument(
+        "--user", default="finance", help="the finance user to sign in (default finance)"
+    )
+    login.add_argument(
+        "--minutes", type=int, default=10, help="how long the link works (default 10, at most 60)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -363,6 +426,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "init":
         _configure_logging(level=_log_level())
         return _init(args)
+    if command == "finance" and args.action == "login":
+        from payhub.reconcile.command import finance_login
+
+        return finance_login(config=args.config, user=args.user, minutes=args.minutes)
+    if command == "reconcile":
+        _configure_logging(level=logging.WARNING)
+        from payhub.reconcile.command import run_reconcile
+
+        return run_reconcile(
+            config=args.config,
+            bank=args.bank,
+            day=args.date,
+            statement=args.statement,
+            output=args.format,
+            out=args.out,
+            statement_format=args.statement_format,
+        )
     if command in ("portal", "finance"):
         from payhub.setup import add_principal
 
@@ -404,6 +484,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "bench":
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.bench import run_bench
+
+        if args.scenario == "reconcile":
+            from payhub.reconcile.bench import run_reconcile_bench
+
+            return run_reconcile_bench(lines=max(args.lines, 1), as_json=args.json)
 
         if args.requests < 1 or args.concurrency < 1 or args.workers < 1 or args.preload < 0:
             raise ConfigError(

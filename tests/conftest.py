@@ -32,6 +32,10 @@ CLEAN_TABLES = (
     "refunds",
     "delivery_attempts",
     "portal_endpoints",
+    "reconciliation_runs",
+    "reconciliation_items",
+    "reconciliation_exceptions",
+    "reconciliation_resolutions",
 )
 
 

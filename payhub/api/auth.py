@@ -207,11 +207,16 @@ async def authenticate(
     credentials: Mapping[str, Credential],
     nonces: NonceStore,
     now: datetime,
+    *,
+    body_streamed: bool = False,
 ) -> Credential:
     """Return the credential that signed ``request``, or raise ``ProblemError``.
 
     The nonce is claimed last, only for a verified signature, so that nobody can use
-    up another key's nonces with forged requests.
+    up another key's nonces with forged requests. With ``body_streamed`` the body has not
+    been read yet (a statement upload): the signature is checked over the headers, which
+    must include a covered ``Content-Digest``, and the handler checks that digest against
+    the body as it streams it.
     """
     fields = _relevant_fields(request.headers)
     signature_input = fields.get("signature-input")
@@ -241,7 +246,7 @@ async def authenticate(
         raise ProblemError("digest_mismatch", "A request with a body needs Content-Digest.")
     required = required_components(
         request.url,
-        has_body=bool(request.body),
+        has_body=bool(request.body) or body_streamed,
         has_idempotency_key="idempotency-key" in fields,
     )
     missing = [name for name in required if name not in parsed.covered]
@@ -250,7 +255,11 @@ async def authenticate(
             "signature_invalid", "The signature must also cover " + ", ".join(missing) + "."
         )
 
-    _check_digest(fields.get("content-digest"), request.body)
+    if body_streamed:
+        if not fields.get("content-digest"):
+            raise ProblemError("digest_mismatch", "A request with a body needs Content-Digest.")
+    else:
+        _check_digest(fields.get("content-digest"), request.body)
     _verify(request, credential, parsed)
 
     if not await nonces.claim(credential.keyid, parsed.nonce, now + NONCE_LIFETIME):

@@ -35,6 +35,8 @@ HELD_NONCE = web.RequestKey("held_nonce", HeldNonce)
 # round per create); every other request claims its nonce alone before its handler.
 NONCE_IN_UNIT = frozenset({("POST", "/v1/payments")})
 UNSIGNED_V1 = frozenset({"/v1/openapi.json"})
+STREAMED_BODIES = frozenset({("POST", "/v1/finance/reconciliations")})
+"""Large uploads: authenticated over the headers before one byte of the body is read."""
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 log = structlog.get_logger("payhub.http")
@@ -112,7 +114,13 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     if not path.startswith("/v1/") or path in UNSIGNED_V1:
         return await handler(request)
     finance_route = path.startswith("/v1/finance/")
-    body = await read_body(request, STATEMENT_LIMIT if finance_route else JSON_LIMIT)
+    streamed = (request.method, path) in STREAMED_BODIES
+    if streamed:  # the signature over the headers first; the handler streams the body
+        if request.content_length is not None and request.content_length > STATEMENT_LIMIT:
+            raise ProblemError("payload_too_large", f"the body is over {STATEMENT_LIMIT:,} bytes")
+        body = b""
+    else:
+        body = await read_body(request, JSON_LIMIT)
     signed = SignedRequest.from_aiohttp(request, body)
     app = request.app
     credentials: dict[str, Credential] = app[keys.CREDENTIALS]
@@ -120,7 +128,9 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     held = (
         store.hold() if isinstance(store, DatabaseNonceStore) and _nonce_in_unit(request) else None
     )
-    credential = await authenticate(signed, credentials, held or store, app[keys.CLOCK]())
+    credential = await authenticate(
+        signed, credentials, held or store, app[keys.CLOCK](), body_streamed=streamed
+    )
     if held is None:
         return await _admit(request, credential, body, finance_route, handler)
     request[HELD_NONCE] = held

@@ -274,6 +274,13 @@ def _body(schema_name: str, media_type: str = JSON) -> dict[str, Any]:
     return {"required": True, "content": {media_type: {"schema": _ref("schemas", schema_name)}}}
 
 
+_HTML: Final = {"text/html": {"schema": {"type": "string"}}}
+
+
+def _plain_path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 _IDEMPOTENCY = _ref("parameters", "IdempotencyKey")
 _PAYMENT_ID = _ref("parameters", "PaymentId")
 _RECONCILIATION_ID = _ref("parameters", "ReconciliationId")
@@ -460,6 +467,68 @@ _OPERATIONS: Final = (
             }
         },
         unsigned=True,
+    ),
+    *(
+        _Operation(
+            method,
+            path,
+            operation_id,
+            "finance",
+            summary,
+            {**answer, "401": {"description": "Not signed in: how to sign in.", "content": _HTML}},
+            problems,
+            parameters=parameters,
+            unsigned=True,
+            description="The finance web page, for people signed in by `payhub finance login` "
+            "(a one-time link, then a session cookie); not for programs.",
+        )
+        for method, path, operation_id, summary, answer, problems, parameters in (
+            (
+                "get",
+                "/finance",
+                "financePage",
+                "The finance page: runs, totals, exceptions",
+                {"200": {"description": "The page.", "content": _HTML}},
+                (),
+                (),
+            ),
+            (
+                "get",
+                "/finance/login",
+                "financeLogin",
+                "Exchange a one-time login link for a session cookie",
+                {"303": {"description": "Signed in; to /finance."}},
+                (),
+                (),
+            ),
+            (
+                "get",
+                "/finance/logout",
+                "financeLogout",
+                "Sign out",
+                {"303": {"description": "Signed out; to /finance."}},
+                (),
+                (),
+            ),
+            (
+                "get",
+                "/finance/runs/{run}/report.csv",
+                "financePageReport",
+                "A run's CSV report, for a signed-in person",
+                {"200": {"description": "The report.", "content": {"text/csv": {}}}},
+                ("not_found",),
+                (_plain_path_parameter("run"),),
+            ),
+            (
+                "post",
+                "/finance/exceptions/{exception}/resolve",
+                "financePageResolve",
+                "Resolve an exception from the page (a form post with its anti-forgery value)",
+                {"303": {"description": "Back to the page, with a notice."}},
+                (),
+                (_plain_path_parameter("exception"),),
+            ),
+        )
     ),
     _Operation(
         "get",

@@ -233,6 +233,10 @@ class ReconciliationUpload(BaseModel):
 
     bank: Annotated[str, Field(description="The configured bank code.")]
     business_date: Annotated[str, Field(json_schema_extra={"format": "date"})]
+    format: Annotated[
+        str | None,
+        Field(description="vnpay-csv, momo-csv, mt940, camt.053 (default: the bank's usual one)."),
+    ] = None
     statement: Annotated[
         str,
         Field(
@@ -246,7 +250,7 @@ class ResolveRequest(BaseModel):
     """How finance settled a reconciliation exception."""
 
     resolution: Annotated[str, Field(min_length=1)]
-    note: str | None = None
+    note: Annotated[str, Field(min_length=1, description="Why (who, what).")]
 
 
 class Jwk(_Answer):

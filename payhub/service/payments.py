@@ -409,11 +409,14 @@ async def transition(
     failure_code: str | None = None,
     bank_transaction_id: str | None = None,
     detail: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Payment:
     """Move a payment to ``target`` under a guard, with its audit entry and portal event.
 
     The ``WHERE status = current`` guard makes the change apply once even when two hub
     processes race; the loser raises ``LostRace`` and the ledger runs its unit again.
+    ``source`` names what settled the payment when it is not the bank's confirmation (a
+    statement): the portal event then carries it beside the payment object.
     """
     if not can_transition(payment.status, target):  # pragma: no cover - callers check first
         raise PayhubError(f"illegal transition {payment.status} -> {target}")
@@ -441,7 +444,9 @@ async def transition(
             portal_id=payment.portal_id,
             type=event_type,
             payment_id=payment.id,
-            data=updated.to_public(),
+            data=updated.to_public()
+            if source is None
+            else {**updated.to_public(), "source": source},
         )
     if target is PaymentStatus.SUCCEEDED:
         await _emit_if_overpaid(work, updated)

@@ -196,6 +196,74 @@ portal_endpoints = Table(
 )
 """Portals whose callback answered ``410 Gone``: nothing is sent to them until re-enabled."""
 
+
+# -- reconciliation (issue 8) -------------------------------------------------------------
+
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("bank", String(64), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("statement_format", String(32), nullable=False),
+    Column("statement_sha256", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("line_count", BigInteger, nullable=False, default=0),
+    Column("counts", Text, nullable=False, default="{}"),
+    Column("totals", Text, nullable=False, default="{}"),
+    Column("summary", Text, nullable=False, default="{}"),
+    Column("created_by", String(80), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("completed_at", Timestamp),
+    Index("ix_reconciliation_runs_day", "bank", "business_date", "statement_sha256"),
+)
+
+reconciliation_items = Table(
+    "reconciliation_items",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("line_no", BigInteger),
+    Column("reference", String(64)),
+    Column("amount", BigInteger),
+    Column("fee", BigInteger),
+    Column("settled", Integer),
+    Column("booked_at", Timestamp),
+    Column("bank_transaction_id", String(64)),
+    Column("text", Text),
+    Column("payment_id", String(40)),
+    Column("class", String(24)),
+)
+
+reconciliation_exceptions = Table(
+    "reconciliation_exceptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False),
+    Column("item_seq", BigInteger, nullable=False),
+    Column("class", String(24), nullable=False),
+    Column("bank", String(64), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("payment_id", String(40)),
+    Column("reference", String(64)),
+    Column("amount", BigInteger),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_reconciliation_exceptions_run", "run_id", "class"),
+    Index("ix_reconciliation_exceptions_status", "status", "bank"),
+)
+
+reconciliation_resolutions = Table(
+    "reconciliation_resolutions",
+    metadata,
+    Column("exception_id", String(40), primary_key=True),
+    Column("resolution", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("resolved_by", String(80), nullable=False),
+    Column("resolved_at", Timestamp, nullable=False),
+)
+
 __all__ = [
     "audit_head",
     "audit_log",
@@ -206,5 +274,9 @@ __all__ = [
     "nonces",
     "payments",
     "portal_endpoints",
+    "reconciliation_exceptions",
+    "reconciliation_items",
+    "reconciliation_resolutions",
+    "reconciliation_runs",
     "refunds",
 ]

@@ -44,8 +44,27 @@ ROUTES = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/finance"),
+    ("get", "/finance/login"),
+    ("get", "/finance/logout"),
+    ("get", "/finance/runs/{run}/report.csv"),
+    ("post", "/finance/exceptions/{exception}/resolve"),
 }
-UNSIGNED = {"/v1/openapi.json", "/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"}
+FINANCE_PAGE = {
+    "/finance",
+    "/finance/login",
+    "/finance/logout",
+    "/finance/runs/{run}/report.csv",
+    "/finance/exceptions/{exception}/resolve",
+}
+UNSIGNED = {
+    "/v1/openapi.json",
+    "/.well-known/jwks.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    *FINANCE_PAGE,  # a session cookie from `payhub finance login`, not a request signature
+}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

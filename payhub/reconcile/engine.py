@@ -1,0 +1,243 @@
+"""One reconciliation run: read a statement, match it in the database, settle, record.
+
+Order, and why:
+
+1. The run is recorded (``running``) before anything is read, so a crash leaves a trace.
+2. The statement is read lazily by its format's reader and staged in batches of
+   ``STAGE_BATCH`` lines; the file's sha-256 is computed on the way. Memory holds one
+   batch, whatever the file's size.
+3. A statement identical to one already reconciled for the same bank and day is not
+   matched again: its staged lines are dropped and the earlier run is the answer.
+4. Classification, missing payments and exceptions are set-based SQL
+   (``payhub.store.reconciliation``).
+5. Only then are payments touched: ``settled_by_statement`` goes through the state
+   machine (``payhub.service.settlement``). A statement that cannot be read fails the run
+   before step 4, so a failed run changes no payment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import islice
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from payhub.domain.clock import Clock, to_vietnam
+from payhub.domain.ids import new_id
+from payhub.errors import StatementError
+from payhub.reconcile.entries import ByteSource, ReferenceFinder, StatementEntry, reference_in_text
+from payhub.reconcile.formats import reader_for
+from payhub.service.settlement import settle_from_statement
+from payhub.store import reconciliation as store
+from payhub.store.ledger import Ledger
+
+STAGE_BATCH = 20_000
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read, lines staged) as the statement is read."""
+
+
+@contextlib.asynccontextmanager
+async def _writer(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose SQLite transactions take the write lock when they begin.
+
+    A run writes beside the ledger and the delivery worker. A deferred SQLite transaction
+    that reads first and then writes fails at once ("database is locked", no busy wait)
+    when another connection committed in between; ``BEGIN IMMEDIATE`` waits its turn.
+    """
+    async with engine.connect() as conn:
+        yield await conn.execution_options(sqlite_begin="IMMEDIATE")
+
+
+class _Hashing:
+    """A binary stream that hashes what is read through it and counts the bytes."""
+
+    def __init__(self, raw: ByteSource) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a finance user asks for: this bank's statement for that business day."""
+
+    bank: str
+    business_date: date
+    statement_format: str
+    actor: str
+
+
+class Reconciler:
+    """Runs reconciliations against the hub's database; one per process is enough."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ledger: Ledger,
+        clock: Clock,
+        *,
+        find_reference: ReferenceFinder = reference_in_text,
+    ) -> None:
+        self.engine = engine
+        self.ledger = ledger
+        self.clock = clock
+        self.find_reference = find_reference
+
+    async def run(
+        self, request: RunRequest, stream: ByteSource, *, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Reconcile ``stream``; returns the run object (``completed`` or ``failed``)."""
+        reader = reader_for(request.statement_format)
+        run_id = new_id("rec")
+        day = request.business_date.isoformat()
+        async with _writer(self.engine) as conn, conn.begin():
+            await store.create_run(
+                conn,
+                {
+                    "id": run_id,
+                    "bank": request.bank,
+                    "business_date": day,
+                    "statement_format": request.statement_format,
+                    "status": "running",
+                    "line_count": 0,
+                    "counts": "{}",
+                    "totals": "{}",
+                    "summary": "{}",
+                    "created_by": request.actor,
+                    "created_at": self.clock(),
+                },
+            )
+        hashing = _Hashing(stream)
+        window = store.DayWindow(request.business_date)
+        async with _writer(self.engine) as conn:
+            await store.tune(conn)
+            try:
+                async with conn.begin():
+                    await store.create_staging(conn)
+                try:
+                    lines = await self._stage(conn, request, reader(hashing), hashing, progress)
+                except StatementError as exc:
+                    return await self._failed(run_id, request, exc)
+                sha256 = hashing.sha256.hexdigest()
+                async with conn.begin():
+                    earlier = await store.completed_run_for(
+                        conn, request.bank, day, sha256, not_id=run_id
+                    )
+                    if earlier is not None:
+                        await store.delete_run(conn, run_id)
+                        found = await store.get_run(conn, earlier)
+                        assert found is not None
+                        log.info("reconciliation.repeated", run=earlier, bank=request.bank)
+                        return {**found, "repeated": True}
+                async with conn.begin():
+                    await store.mark_duplicates(conn)
+                batch = store.PERSIST_BATCH
+                for first in range(1, lines + 1, batch):
+                    async with conn.begin():
+                        await store.classify_into_record(
+                            conn, run_id, request.bank, window, first, first + batch - 1
+                        )
+                async with conn.begin():
+                    await store.add_missing_at_bank(conn, run_id, request.bank, window, lines + 1)
+                    await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
+                    payable = await store.to_settle(conn, run_id)
+                    await store.finish_run(conn, run_id, statement_sha256=sha256, line_count=lines)
+            finally:
+                async with conn.begin():
+                    await store.drop_staging(conn)
+                await store.untune(conn)
+        outcome = await settle_from_statement(
+            self.ledger,
+            sorted(payable),
+            paid_at=payable,
+            run_id=run_id,
+            bank=request.bank,
+            actor=f"reconciliation:{run_id}",
+        )
+        async with _writer(self.engine) as conn, conn.begin():
+            await store.reclassify(conn, run_id, outcome.already, "matched")
+            counts, totals = await store.summarise(conn, run_id)
+            summary = await store.summarise_statement(conn, run_id)
+            await store.finish_run(
+                conn,
+                run_id,
+                status="completed",
+                counts=counts,
+                totals=totals,
+                summary=summary,
+                completed_at=self.clock(),
+            )
+            done = await store.get_run(conn, run_id)
+        assert done is not None
+        log.info(
+            "reconciliation.completed",
+            run=run_id,
+            bank=request.bank,
+            business_date=day,
+            lines=lines,
+            counts=json.dumps(counts, sort_keys=True),
+        )
+        return done
+
+    async def _failed(
+        self, run_id: str, request: RunRequest, exc: StatementError
+    ) -> dict[str, Any]:
+        """Record why the statement could not be read; nothing else was written."""
+        async with _writer(self.engine) as conn, conn.begin():
+            await store.discard_run(conn, run_id)
+            await store.finish_run(
+                conn, run_id, status="failed", error=str(exc), completed_at=self.clock()
+            )
+            failed = await store.get_run(conn, run_id)
+        log.info("reconciliation.failed", run=run_id, bank=request.bank, error=str(exc))
+        assert failed is not None
+        return failed
+
+    async def _stage(
+        self,
+        conn: AsyncConnection,
+        request: RunRequest,
+        entries: Iterator[StatementEntry],
+        hashing: _Hashing,
+        progress: Progress | None,
+    ) -> int:
+        find = self.find_reference
+        staged = 0
+        async with conn.begin():
+            while batch := list(islice(entries, STAGE_BATCH)):
+                for i in [i for i, entry in enumerate(batch) if entry[1] is None]:
+                    entry = batch[i]
+                    found = find(entry.text) if entry.text else None
+                    if found is not None:
+                        batch[i] = entry._replace(reference=found)
+                await store.stage(conn, staged + 1, batch)
+                staged += len(batch)
+                if progress is not None:
+                    progress(hashing.size, staged)
+            window = store.DayWindow(request.business_date)
+            stray = await store.first_booked_outside(
+                conn, window.start - timedelta(days=1), window.end + timedelta(days=1)
+            )
+        if stray is not None:
+            line, at = stray
+            raise StatementError(
+                f"line {line}: booked on {to_vietnam(at).date()}, but this statement is for "
+                f"{request.business_date} (a file for another day?)"
+            )
+        return staged

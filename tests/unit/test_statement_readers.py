@@ -1,0 +1,166 @@
+"""Statement readers: values as the bank wrote them, and every bad line named."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from payhub.domain.clock import VIETNAM
+from payhub.errors import ConfigError, StatementError
+from payhub.reconcile.csv_reader import read_momo, read_vnpay
+from payhub.reconcile.entries import StatementEntry, whole_vnd
+from payhub.reconcile.formats import reader_for, register_reader, usual_format
+from payhub.reconcile.mt940_reader import read_mt940
+
+VNPAY = (
+    "vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee\n"
+    "14000001,PH7K2M9Q4XAB,2550000,00,20261127101500,5500\n"
+    "14000002,PH8K2M9Q4XAB,150000.00,02,20261127235959,0\n"
+)
+MT940 = (
+    ":20:STMT20261127\n:25:970400/0123456789\n:28C:00001/001\n:60F:C261126VND0,\n"
+    ":61:2611271127C2550000,NTRFPH7K2M9Q4XAB//FT001\n:86:Thanh toan ho so\n"
+    ":61:2611271127D150000,NTRFNONREF//FT002\n:86:phi\n"
+    ":62F:C261127VND2400000,\n"
+)
+
+
+def test_vnpay_csv_values() -> None:
+    first, second = read_vnpay(io.BytesIO(VNPAY.encode()))
+    assert first == StatementEntry(
+        2, "PH7K2M9Q4XAB", 2_550_000, True,
+        datetime(2026, 11, 27, 10, 15, tzinfo=VIETNAM), "14000001", "", 5500,
+    )  # fmt: skip
+    assert second.amount == 150_000 and second.settled is False and second.line == 3
+
+
+def test_momo_csv_settled_code_is_zero() -> None:
+    text = VNPAY.replace("vnp_TransactionNo", "transId").replace("vnp_TxnRef", "orderId")
+    text = text.replace("status", "resultCode").replace(",00,", ",0,")
+    (first, second) = read_momo(io.BytesIO(text.encode()))
+    assert first.settled and not second.settled
+
+
+def test_a_byte_order_mark_and_crlf_are_fine() -> None:
+    data = b"\xef\xbb\xbf" + VNPAY.replace("\n", "\r\n").encode()
+    assert [e.reference for e in read_vnpay(io.BytesIO(data))] == ["PH7K2M9Q4XAB", "PH8K2M9Q4XAB"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (VNPAY.encode()[:-30], "line 3: 3 cells"),
+        (VNPAY.replace("2550000", "2550000.5").encode(), "line 2: amount 2550000.5 has a fraction"),
+        (VNPAY.replace("2550000", "-2550000").encode(), "line 2: amount -2550000 is negative"),
+        (VNPAY.replace("2550000", "2,550,000").encode(), "line 2: 8 cells"),
+        (VNPAY.replace("20261127101500", "2026-11-27").encode(), "line 2: pay_date"),
+        (VNPAY.replace(",00,", ",OK,").encode(), "line 2: status 'OK'"),
+        (
+            VNPAY.encode() + "x,Phạm,1,00,20261127000000,0\n".encode("utf-16-le"),
+            "line 4: not UTF-8",
+        ),
+        (VNPAY.replace("PH7K2M9Q4XAB", "").encode(), "line 2: empty vnp_TxnRef"),
+        (VNPAY.replace(",5500", ',"5500').encode(), "line"),
+    ],
+)
+def test_bad_csv_lines_are_named(data: bytes, message: str) -> None:
+    with pytest.raises(StatementError, match=message):
+        list(read_vnpay(io.BytesIO(data)))
+
+
+def test_mt940_through_the_library() -> None:
+    credit, debit = read_mt940(io.BytesIO(MT940.encode()))
+    assert credit.reference == "PH7K2M9Q4XAB" and credit.amount == 2_550_000 and credit.settled
+    assert credit.line == 5 and credit.bank_transaction_id == "FT001"
+    assert credit.text == "Thanh toan ho so"
+    assert debit.reference is None and not debit.settled and debit.line == 7
+
+
+def test_mt940_in_bounded_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from payhub.reconcile import mt940_reader
+
+    monkeypatch.setattr(mt940_reader, "BATCH", 1)
+    assert [e.line for e in read_mt940(io.BytesIO(MT940.encode()))] == [5, 7]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MT940.replace("C2550000,", "C2550000,50"), "line 5: amount 2550000.50 has a fraction"),
+        (MT940.replace("VND", "USD"), "currency 'USD'"),
+        ("", "empty"),
+        (MT940.replace(":20:STMT20261127\n", ""), "before any :20:"),
+    ],
+)
+def test_bad_mt940(text: str, message: str) -> None:
+    with pytest.raises(StatementError, match=message):
+        list(read_mt940(io.BytesIO(text.encode())))
+
+
+@given(st.integers(min_value=0, max_value=10**15), st.sampled_from(["", ".0", ".00", ".000"]))
+def test_whole_vnd_accepts_whole_amounts(amount: int, zeros: str) -> None:
+    assert whole_vnd(f"{amount}{zeros}", line=1) == amount
+
+
+@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False, allow_infinity=False))
+def test_whole_vnd_refuses_fractions(amount: Decimal) -> None:
+    if amount == amount.to_integral_value():
+        assert whole_vnd(str(amount), line=7) == int(amount)
+    else:
+        with pytest.raises(StatementError, match="line 7"):
+            whole_vnd(str(amount), line=7)
+
+
+def test_formats_registry() -> None:
+    assert reader_for("mt940") is read_mt940
+    assert usual_format("vnpay") == "vnpay-csv" and usual_format("vietqr") == "camt.053"
+    with pytest.raises(ConfigError, match="unknown statement format"):
+        reader_for("camt.099")
+    register_reader("test-format", read_vnpay)
+    assert reader_for("test-format") is read_vnpay
+
+
+def test_camt_lines_become_entries_credits_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The camt adapter over a stand-in for the camt reader module (same names and fields)."""
+    import enum
+    import types
+    from dataclasses import dataclass
+
+    from payhub.connectors.port import StatementLine
+    from payhub.reconcile.camt_entries import CAMT_MODULE, read_camt053
+
+    class CreditDebit(enum.StrEnum):
+        CREDIT = "CRDT"
+        DEBIT = "DBIT"
+
+    @dataclass
+    class Line:
+        line: int
+        direction: CreditDebit
+        booked: bool
+        text: str
+
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=VIETNAM)
+    lines = [
+        Line(12, CreditDebit.CREDIT, True, "CT PH7K2M9Q4XAB"),
+        Line(30, CreditDebit.DEBIT, True, "phi"),
+        Line(41, CreditDebit.CREDIT, False, "pending"),
+    ]
+    fake = types.ModuleType(CAMT_MODULE)
+    fake.CreditDebit = CreditDebit  # type: ignore[attr-defined]
+    fake.read_camt = lambda stream: iter(lines)  # type: ignore[attr-defined]
+    fake.to_statement_line = lambda line: StatementLine(  # type: ignore[attr-defined]
+        "PH7K2M9Q4XAB" if "PH" in line.text else None, 2_550_000, at, "BOOK", "FT1", line.text
+    )
+    monkeypatch.setitem(__import__("sys").modules, CAMT_MODULE, fake)
+    first, second = read_camt053(io.BytesIO(b""))
+    assert first == StatementEntry(
+        12, "PH7K2M9Q4XAB", 2_550_000, True, at, "FT1", "CT PH7K2M9Q4XAB", 0
+    )
+    assert second.line == 41 and second.reference is None and not second.settled
