@@ -10,7 +10,7 @@ values; transport failures and bad signatures raise from ``payhub.errors``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -100,6 +100,30 @@ class ConfirmationOutcome(StrEnum):
     ERROR = "error"
 
 
+_GRAVITY: tuple[ConfirmationOutcome, ...] = (
+    ConfirmationOutcome.ERROR,
+    ConfirmationOutcome.SIGNATURE_INVALID,
+    ConfirmationOutcome.MALFORMED,
+    ConfirmationOutcome.AMOUNT_MISMATCH,
+    ConfirmationOutcome.UNKNOWN_ORDER,
+    ConfirmationOutcome.IGNORED,
+    ConfirmationOutcome.ALREADY_APPLIED,
+    ConfirmationOutcome.APPLIED,
+)
+
+
+def gravest(outcomes: Sequence[ConfirmationOutcome]) -> ConfirmationOutcome:
+    """The one outcome that speaks for a whole message: its gravest.
+
+    An ``ERROR`` anywhere means something was not committed, so the bank must send the
+    message again (what was committed applies once more as ``ALREADY_APPLIED``). A message
+    that held no confirmation at all (a camt.054 of debits only) changed nothing: ``IGNORED``.
+    """
+    if not outcomes:
+        return ConfirmationOutcome.IGNORED
+    return min(outcomes, key=_GRAVITY.index)
+
+
 @dataclass(frozen=True)
 class BankAnswer:
     """The HTTP answer a bank's protocol expects for its confirmation."""
@@ -171,12 +195,25 @@ class BankConnector(abc.ABC):
         """Place the order; raises ``BankUnavailable`` when the bank did not take it."""
 
     @abc.abstractmethod
-    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
-        """Verify and read a confirmation; raises ``ConfirmationRejected`` subclasses."""
+    def parse_confirmation(self, message: InboundMessage) -> Sequence[Confirmation]:
+        """Verify and read a message's confirmations; raises ``ConfirmationRejected`` subclasses.
+
+        A sequence because one message may speak of several orders (a camt.054 batches
+        credits); an IPN holds exactly one. The message is verified as a whole before
+        any confirmation is returned, so none is applied from a message that fails.
+        """
 
     @abc.abstractmethod
     def answer_confirmation(self, outcome: ConfirmationOutcome) -> BankAnswer:
         """The answer the bank's protocol expects for what the hub did."""
+
+    def answer_confirmations(self, outcomes: Sequence[ConfirmationOutcome]) -> BankAnswer:
+        """The one answer to a whole message, sent once every confirmation's effect is committed.
+
+        By default the gravest outcome speaks for the message (see ``gravest``); a bank
+        whose protocol answers per item overrides this.
+        """
+        return self.answer_confirmation(gravest(outcomes))
 
     @abc.abstractmethod
     async def query_status(
