@@ -50,6 +50,7 @@ from payhub.connectors.port import (
     InboundMessage,
     OrderRequest,
     PlacedOrder,
+    PrivateFile,
     RefundRequest,
     RefundResult,
     StatementLine,
@@ -131,7 +132,8 @@ class VietqrConnector(BankConnector):
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
         """A collection account at the simulator, and a fresh key pair for its signatures.
 
-        The simulated bank signs with ``simulator_signing_key`` (the hub never reads it);
+        The simulated bank signs with the private key that ``payhub init`` writes to
+        ``keys/vietqr-bank.pem`` (``simulator_signing_key_file``; the hub never reads it);
         a real bank keeps its private key and gives the agency only the public one.
         """
         private, public = signing.new_demo_key_pair()
@@ -139,7 +141,7 @@ class VietqrConnector(BankConnector):
             "bin": "970436",
             "account": "0011" + "".join(secrets.choice(string.digits) for _ in range(9)),
             "bank_public_key": public,
-            "simulator_signing_key": private,
+            "simulator_signing_key_file": PrivateFile("vietqr-bank.pem", private.encode()),
             "base_url": simulator_url,
         }
 

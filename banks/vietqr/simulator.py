@@ -1,9 +1,10 @@
 """A collecting bank in a box: VietQR transfers in, signed camt.054 pushed, camt.053 per day.
 
 ``create_simulator(options, notify_url=..., clock=...)`` plays the bank that holds the
-agency's collection account (options ``bin``, ``account`` and ``simulator_signing_key``,
-the PEM private key whose public half the hub holds as ``bank_public_key``; optional
-``seed`` and ``faults``). The hub never tells this bank about an order: the bank learns of
+agency's collection account (options ``bin``, ``account`` and
+``simulator_signing_key_file``, the PEM private key whose public half the hub holds as
+``bank_public_key``, or that PEM inline as ``simulator_signing_key``; optional ``seed``
+and ``faults``). The hub never tells this bank about an order: the bank learns of
 a transfer from the payer, who scans the QR (or types the reference) in a banking app.
 
 Routes, relative to its root:
@@ -44,6 +45,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -178,7 +180,8 @@ class CollectingBank(SimulatedBank[Transfer]):
         numbers = {f"n{n}": self._digits(n) for n in (6, 7, 8, 10)}
         prefix = self.rng.choice(_PREFIXES).format(**numbers)
         suffix = self.rng.choice(_SUFFIXES).format(**numbers)
-        return f"{prefix}{body}{suffix}"
+        mangled = f"{prefix}{body}{suffix}"
+        return mangled if mangled != text else f"IBFT {text}"  # an app always adds something
 
     async def play(
         self, order: Transfer, outcome: str, amount: int | None, faults: Faults
@@ -298,11 +301,11 @@ def create_simulator(
     options: Mapping[str, Any], *, notify_url: str, clock: Clock | None = None
 ) -> web.Application:
     """The simulator app for one collection account; notifications go to ``notify_url``."""
-    bin_, number, key = (options.get(name) for name in ("bin", "account", "simulator_signing_key"))
-    if not (isinstance(bin_, str) and isinstance(number, str) and isinstance(key, str)):
-        raise ConfigError("the VietQR simulator needs bin, account and simulator_signing_key")
+    bin_, number = options.get("bin"), options.get("account")
+    if not (isinstance(bin_, str) and isinstance(number, str)):
+        raise ConfigError("the VietQR simulator needs bin and account")
     try:
-        private = signing.load_private_key(key)
+        private = signing.load_private_key(_signing_key(options))
         faults = VietqrFaults.from_json(options.get("faults", {}))
     except ValueError as exc:
         raise ConfigError(f"VietQR simulator: {exc}") from exc
@@ -320,6 +323,20 @@ def create_simulator(
     app.router.add_get("/qr.png", qr_image)
     app.router.add_post("/_sim/flush", flush)
     return app
+
+
+def _signing_key(options: Mapping[str, Any]) -> str:
+    """The bank's private key PEM: in ``simulator_signing_key_file``, or given inline."""
+    path = options.get("simulator_signing_key_file")
+    if isinstance(path, str):
+        try:
+            return Path(path).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read simulator_signing_key_file {path}: {exc}") from exc
+    inline = options.get("simulator_signing_key")
+    if isinstance(inline, str):
+        return inline
+    raise ValueError("give simulator_signing_key_file (a PEM private key) or simulator_signing_key")
 
 
 def _shown(request: web.Request) -> tuple[CollectingBank, Transfer, str] | web.Response:

@@ -22,6 +22,19 @@ from payhub.domain.clock import Clock
 
 
 @dataclass(frozen=True)
+class PrivateFile:
+    """A secret that ``demo_options`` asks ``payhub init`` to keep in a file, not in the config.
+
+    ``init`` writes ``content`` to ``keys/<name>`` in the new setup, readable by its owner
+    only (so it is listed with the setup's private keys and kept out of git), and puts the
+    file's absolute path in the option instead.
+    """
+
+    name: str
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ConnectorContext:
     """What the hub lends a connector: its HTTP client, its clock, where banks call back."""
 
@@ -187,7 +200,10 @@ class BankConnector(abc.ABC):
 
     @classmethod
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
-        """Options for a fresh local setup whose bank is this connector's simulator."""
+        """Options for a fresh local setup whose bank is this connector's simulator.
+
+        A value may be a ``PrivateFile``: ``payhub init`` writes it and stores its path.
+        """
         return {"base_url": simulator_url}
 
     @abc.abstractmethod

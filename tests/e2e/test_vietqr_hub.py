@@ -21,6 +21,7 @@ from banks.vietqr.connector import VietqrConnector
 from banks.vietqr.emvco import decode_vietqr
 from banks.vietqr.signing import HEADER
 from payhub import keys
+from payhub.connectors.port import PrivateFile
 from payhub.domain.clock import to_vietnam
 from payhub.settings import parse_settings
 from payhub.store.tables import audit_log, events
@@ -33,6 +34,10 @@ async def _vietqr_hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
     port = free_port()
     doc, world = settings_document(tmp_path, database_url, port)
     options = VietqrConnector.demo_options(f"http://127.0.0.1:{port}/sim/vietqr")
+    key_file = options["simulator_signing_key_file"]
+    assert isinstance(key_file, PrivateFile)  # as payhub init writes it
+    (tmp_path / key_file.name).write_bytes(key_file.content)
+    options["simulator_signing_key_file"] = str(tmp_path / key_file.name)
     doc["banks"]["vietqr"] = {"connector": "vietqr", **options}
     world = replace(world, settings=parse_settings(doc, tmp_path / "payhub.toml"))
     async with running_hub(world) as hub:
