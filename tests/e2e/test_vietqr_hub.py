@@ -7,6 +7,7 @@ the hub, which answers 200 once every credit's effect is committed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -307,3 +308,47 @@ async def test_statement_camt053_reads_back_what_happened(hub: Hub) -> None:
         f"{hub.base_url}/sim/vietqr/_sim/statement", params={"date": "2001-01-01"}
     ) as response:
         assert hub.app[keys.CONNECTORS]["vietqr"].parse_statement(await response.read()) == []
+
+
+@pytest.mark.parametrize("outcome", ["abandon", "insufficient_funds"])
+async def test_no_transfer_no_notification(hub: Hub, outcome: str) -> None:
+    payment = await vietqr_payment(hub)
+
+    report = await pay(hub, payment["qr"], outcome)
+
+    assert report["payments"] == [] and report["confirmations"] == []
+    assert await status_and_events(hub, payment["id"]) == ("pending", 0)
+
+
+async def test_a_late_payer_is_notified_later(hub: Hub) -> None:
+    payment = await vietqr_payment(hub)
+
+    report = await pay(hub, payment["qr"], "late", delay_seconds=0.05)
+
+    assert report == {
+        "reference": payment["bank_reference"],
+        "outcome": "late",
+        "delay_seconds": 0.05,
+    }
+    await wait_for_status(hub, payment["id"], "succeeded")
+    assert await status_and_events(hub, payment["id"]) == ("succeeded", 1)
+
+
+async def test_a_refused_notification_is_resent_on_the_banks_schedule(hub: Hub) -> None:
+    payment = await vietqr_payment(hub)
+
+    report = await pay(
+        hub,
+        payment["qr"],
+        faults={"bad_signature": 1, "ipn_retries": 2, "ipn_retry_seconds": 0.01},
+    )
+
+    assert report["confirmations"][0]["retry_scheduled"] is True
+    for _ in range(100):
+        sent = await sim(hub, "/_sim/confirmations", "GET")
+        if len(sent) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [entry["attempt"] for entry in sent] == [0, 1, 2]
+    assert {entry["answers"][0]["http_status"] for entry in sent} == {400}
+    assert await status_and_events(hub, payment["id"]) == ("pending", 0)
