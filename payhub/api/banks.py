@@ -1,8 +1,9 @@
 """Bank ingress: confirmations (IPN / webhooks) posted by banks, in each bank's protocol.
 
-The connector verifies the bank's own signature; there is no unsigned path. The answer
-is what that protocol expects (VNPay's ``RspCode``, MoMo's ``204``) and is only sent
-after the confirmation's effect is committed.
+The connector verifies the bank's own signature; there is no unsigned path. A message
+may hold several confirmations (a camt.054 batches credits): each is applied in its own
+unit of work, and the one answer, in the bank's protocol (VNPay's ``RspCode``, MoMo's
+``204``, vietqr's ``200``), is only sent after every effect is committed.
 """
 
 from __future__ import annotations
