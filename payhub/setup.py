@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tomlkit.exceptions import ParseError as TomlParseError
 
+from payhub.connectors.port import PrivateFile
 from payhub.connectors.registry import available_protocols, connector_class
 from payhub.domain.clock import system_clock
 from payhub.errors import ConfigError
@@ -37,12 +38,17 @@ PREFERRED_BANKS = ("vnpay", "momo", "vietqr")
 
 def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
     """A PKCS#8 PEM readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    write_owner_only(path, data)
+
+
+def write_owner_only(path: Path, data: bytes) -> None:
+    """``data`` in a file readable and writable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # the mode above applies only to a file that did not exist
     with os.fdopen(fd, "wb") as handle:
@@ -110,6 +116,11 @@ def init_setup(directory: Path, *, port: int = DEFAULT_PORT, force: bool = False
     for protocol in protocols:
         options: dict[str, Any] = {"connector": protocol}
         options.update(connector_class(protocol).demo_options(f"{public_url}/sim/{protocol}"))
+        for option, value in options.items():
+            if isinstance(value, PrivateFile):  # a bank's secret goes to keys/, not the config
+                path = keys_dir / value.name
+                write_owner_only(path, value.content)
+                options[option] = str(path)
         banks[protocol] = options
     doc["banks"] = banks
     config_path.write_text(tomlkit.dumps(doc), encoding="utf-8")

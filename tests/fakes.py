@@ -63,14 +63,14 @@ class FakeBank(BankConnector):
         self.orders.append(order)
         return PlacedOrder(payment_url=f"https://{self.bank}.example/pay/{order.bank_reference}")
 
-    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
+    def parse_confirmation(self, message: InboundMessage) -> Sequence[Confirmation]:
         try:
             data = json.loads(message.body)
         except ValueError as exc:
             raise ConfirmationMalformed("not JSON") from exc
         if data.get("signature") != "good":
             raise ConfirmationSignatureInvalid("bad signature")
-        return confirmation(data["reference"], data["amount"], data.get("status", "succeeded"))
+        return (confirmation(data["reference"], data["amount"], data.get("status", "succeeded")),)
 
     def answer_confirmation(self, outcome: ConfirmationOutcome) -> BankAnswer:
         return BankAnswer(200, outcome.value.encode(), "text/plain")

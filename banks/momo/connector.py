@@ -28,7 +28,7 @@ import io
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -179,7 +179,11 @@ class MomoConnector(BankConnector):
             bank_order_id=deeplink if isinstance(deeplink, str) and deeplink else None,
         )
 
-    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
+    def parse_confirmation(self, message: InboundMessage) -> Sequence[Confirmation]:
+        """An IPN speaks of exactly one order."""
+        return (self.read_ipn(message),)
+
+    def read_ipn(self, message: InboundMessage) -> Confirmation:
         """Read an IPN (POST JSON); the signature is checked before any field is trusted."""
         try:
             body = json.loads(message.body)

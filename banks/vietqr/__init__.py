@@ -1,1 +1,5 @@
-"""VietQR bank transfer: the QR payload the payer scans (``emvco``), nothing wired yet."""
+"""VietQR bank transfers: the connector (hub side) and the collecting bank's simulator."""
+
+from banks.vietqr.connector import VietqrConnector
+
+__all__ = ["VietqrConnector"]

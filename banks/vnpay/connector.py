@@ -28,7 +28,7 @@ import io
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -188,7 +188,11 @@ class VnpayConnector(BankConnector):
         url = wire.pay_url(self.settings.base_url, params, self.settings.hash_secret)
         return PlacedOrder(payment_url=url)
 
-    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
+    def parse_confirmation(self, message: InboundMessage) -> Sequence[Confirmation]:
+        """An IPN speaks of exactly one order."""
+        return (self.read_ipn(message),)
+
+    def read_ipn(self, message: InboundMessage) -> Confirmation:
         """Read an IPN; the hash is checked before any field is trusted."""
         query = dict(message.query)
         if not wire.verify_query(query, self.settings.hash_secret):

@@ -10,9 +10,11 @@ from payhub.connectors.port import (
     InboundMessage,
     OrderRequest,
     PlacedOrder,
+    PrivateFile,
     RefundRequest,
     RefundResult,
     StatementLine,
+    gravest,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "InboundMessage",
     "OrderRequest",
     "PlacedOrder",
+    "PrivateFile",
     "RefundRequest",
     "RefundResult",
     "StatementLine",
+    "gravest",
 ]

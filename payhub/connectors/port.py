@@ -10,7 +10,7 @@ values; transport failures and bad signatures raise from ``payhub.errors``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +19,19 @@ from typing import Any, ClassVar
 import aiohttp
 
 from payhub.domain.clock import Clock
+
+
+@dataclass(frozen=True)
+class PrivateFile:
+    """A secret that ``demo_options`` asks ``payhub init`` to keep in a file, not in the config.
+
+    ``init`` writes ``content`` to ``keys/<name>`` in the new setup, readable by its owner
+    only (so it is listed with the setup's private keys and kept out of git), and puts the
+    file's absolute path in the option instead.
+    """
+
+    name: str
+    content: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,30 @@ class ConfirmationOutcome(StrEnum):
     ERROR = "error"
 
 
+_GRAVITY: tuple[ConfirmationOutcome, ...] = (
+    ConfirmationOutcome.ERROR,
+    ConfirmationOutcome.SIGNATURE_INVALID,
+    ConfirmationOutcome.MALFORMED,
+    ConfirmationOutcome.AMOUNT_MISMATCH,
+    ConfirmationOutcome.UNKNOWN_ORDER,
+    ConfirmationOutcome.IGNORED,
+    ConfirmationOutcome.ALREADY_APPLIED,
+    ConfirmationOutcome.APPLIED,
+)
+
+
+def gravest(outcomes: Sequence[ConfirmationOutcome]) -> ConfirmationOutcome:
+    """The one outcome that speaks for a whole message: its gravest.
+
+    An ``ERROR`` anywhere means something was not committed, so the bank must send the
+    message again (what was committed applies once more as ``ALREADY_APPLIED``). A message
+    that held no confirmation at all (a camt.054 of debits only) changed nothing: ``IGNORED``.
+    """
+    if not outcomes:
+        return ConfirmationOutcome.IGNORED
+    return min(outcomes, key=_GRAVITY.index)
+
+
 @dataclass(frozen=True)
 class BankAnswer:
     """The HTTP answer a bank's protocol expects for its confirmation."""
@@ -163,7 +200,10 @@ class BankConnector(abc.ABC):
 
     @classmethod
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
-        """Options for a fresh local setup whose bank is this connector's simulator."""
+        """Options for a fresh local setup whose bank is this connector's simulator.
+
+        A value may be a ``PrivateFile``: ``payhub init`` writes it and stores its path.
+        """
         return {"base_url": simulator_url}
 
     @abc.abstractmethod
@@ -171,12 +211,25 @@ class BankConnector(abc.ABC):
         """Place the order; raises ``BankUnavailable`` when the bank did not take it."""
 
     @abc.abstractmethod
-    def parse_confirmation(self, message: InboundMessage) -> Confirmation:
-        """Verify and read a confirmation; raises ``ConfirmationRejected`` subclasses."""
+    def parse_confirmation(self, message: InboundMessage) -> Sequence[Confirmation]:
+        """Verify and read a message's confirmations; raises ``ConfirmationRejected`` subclasses.
+
+        A sequence because one message may speak of several orders (a camt.054 batches
+        credits); an IPN holds exactly one. The message is verified as a whole before
+        any confirmation is returned, so none is applied from a message that fails.
+        """
 
     @abc.abstractmethod
     def answer_confirmation(self, outcome: ConfirmationOutcome) -> BankAnswer:
         """The answer the bank's protocol expects for what the hub did."""
+
+    def answer_confirmations(self, outcomes: Sequence[ConfirmationOutcome]) -> BankAnswer:
+        """The one answer to a whole message, sent once every confirmation's effect is committed.
+
+        By default the gravest outcome speaks for the message (see ``gravest``); a bank
+        whose protocol answers per item overrides this.
+        """
+        return self.answer_confirmation(gravest(outcomes))
 
     @abc.abstractmethod
     async def query_status(

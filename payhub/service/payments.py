@@ -356,6 +356,19 @@ class PaymentService:
                 else PaymentStatus.FAILED
             )
             if payment.status is target:
+                if _another_payment(payment, confirmation):
+                    # The payer paid twice (two transfers, two wallet payments): the
+                    # payment stays paid once, the second sum is kept for reconciliation.
+                    work.audit(
+                        actor=actor,
+                        action="confirmation.second_payment",
+                        payment_id=payment.id,
+                        from_status=payment.status.value,
+                        detail={
+                            "amount": confirmation.amount,
+                            "bank_transaction_id": confirmation.bank_transaction_id,
+                        },
+                    )
                 return ConfirmationOutcome.ALREADY_APPLIED
             if not can_transition(payment.status, target):
                 work.audit(
@@ -385,6 +398,16 @@ class PaymentService:
             return ConfirmationOutcome.APPLIED
 
         return await self.ledger.run(confirm_unit)
+
+
+def _another_payment(payment: Payment, confirmation: Confirmation) -> bool:
+    """A success the bank gives its own transaction id, not the one that paid the payment."""
+    return (
+        confirmation.status is ConfirmationStatus.SUCCEEDED
+        and confirmation.bank_transaction_id is not None
+        and payment.bank_transaction_id is not None
+        and confirmation.bank_transaction_id != payment.bank_transaction_id
+    )
 
 
 async def claim_nonce_alone(runner: UnitRunner, nonce: NonceClaim) -> None:

@@ -53,7 +53,7 @@ class Merchant:
         message = InboundMessage("POST", {}, dict(request.headers), await request.read())
         self.seen.set()
         try:
-            self.confirmations.append(self.connector.parse_confirmation(message))
+            self.confirmations.extend(self.connector.parse_confirmation(message))
         except ConfirmationRejected:
             self.rejected += 1
             answer = self.connector.answer_confirmation(ConfirmationOutcome.SIGNATURE_INVALID)

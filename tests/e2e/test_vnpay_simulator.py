@@ -68,7 +68,7 @@ class Merchant:
     def outcome_for(self, message: InboundMessage) -> ConfirmationOutcome:
         assert self.connector is not None
         try:
-            confirmation = self.connector.parse_confirmation(message)
+            (confirmation,) = self.connector.parse_confirmation(message)
         except ConfirmationSignatureInvalid:
             return ConfirmationOutcome.SIGNATURE_INVALID
         except ConfirmationMalformed:
@@ -280,7 +280,7 @@ async def test_return_url_is_signed_like_the_ipn(
     assert report["return_url"].startswith(merchant.return_url + "&")
     query = dict(parse_qsl(returned.query))
     assert query.pop("portal") == "demo"
-    confirmation = connector.parse_confirmation(InboundMessage("GET", query, {}, b""))
+    (confirmation,) = connector.parse_confirmation(InboundMessage("GET", query, {}, b""))
     assert confirmation.status is ConfirmationStatus.SUCCEEDED
 
 

@@ -15,6 +15,7 @@ MODULES = [
     "payhub.domain.requests",
     "payhub.domain.reference",
     "banks.vnpay",
+    "banks.vietqr",
 ]
 
 

@@ -338,7 +338,7 @@ def test_settings_repr_hides_the_secret(connector: VnpayConnector) -> None:
 
 
 def test_paid_ipn_is_a_success(connector: VnpayConnector) -> None:
-    confirmation = connector.parse_confirmation(_message(_signed(_ipn())))
+    (confirmation,) = connector.parse_confirmation(_message(_signed(_ipn())))
 
     assert confirmation.status is ConfirmationStatus.SUCCEEDED
     assert confirmation.bank_reference == "PH20261128000001"
@@ -368,7 +368,7 @@ def test_ipn_is_paid_only_when_both_codes_are_00(
     failure_code: str | None,
 ) -> None:
     query = _signed(_ipn(vnp_ResponseCode=response_code, vnp_TransactionStatus=transaction_status))
-    confirmation = connector.parse_confirmation(_message(query))
+    (confirmation,) = connector.parse_confirmation(_message(query))
 
     assert confirmation.status is status
     assert confirmation.failure_code == failure_code
@@ -378,7 +378,8 @@ def test_ipn_is_paid_only_when_both_codes_are_00(
 def test_cancelled_ipn_has_no_transaction(connector: VnpayConnector) -> None:
     query = _signed(_ipn(vnp_ResponseCode="24", vnp_TransactionStatus="02", vnp_TransactionNo="0"))
 
-    assert connector.parse_confirmation(_message(query)).bank_transaction_id is None
+    (confirmation,) = connector.parse_confirmation(_message(query))
+    assert confirmation.bank_transaction_id is None
 
 
 @pytest.mark.parametrize(
