@@ -1,31 +1,20 @@
-"""camt.053 statements for the matcher, through the hub's camt reader when it is present.
+"""camt.053 statements for the matcher, through the hub's streaming camt reader.
 
-The streaming ISO 20022 reader (``payhub.reconcile.camt``) is its own module; this adapter
-turns its credit lines into ``StatementEntry``s (debits are not payments received and are
-skipped, as that reader asks). It is imported when a camt statement is read, so the
-matcher does not depend on it otherwise.
+The ISO 20022 reader (``payhub.reconcile.camt``) is its own module; this adapter turns its
+credit lines into ``StatementEntry``s (debits are not payments received and are skipped,
+as that reader asks).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
-from typing import Any
 
-from payhub.errors import StatementError
+from payhub.reconcile import camt
 from payhub.reconcile.entries import ByteSource, StatementEntry
-
-CAMT_MODULE = "payhub.reconcile.camt"
 
 
 def read_camt053(stream: ByteSource) -> Iterator[StatementEntry]:
     """Yield one entry per credit transaction of a camt.053 (or camt.054) document."""
-    try:
-        camt: Any = importlib.import_module(CAMT_MODULE)
-    except ImportError:
-        raise StatementError(
-            "camt statements cannot be read: this build has no camt reader"
-        ) from None
     for line in camt.read_camt(stream):
         if line.direction is not camt.CreditDebit.CREDIT:
             continue

@@ -352,3 +352,35 @@ async def test_a_refused_notification_is_resent_on_the_banks_schedule(hub: Hub) 
     assert [entry["attempt"] for entry in sent] == [0, 1, 2]
     assert {entry["answers"][0]["http_status"] for entry in sent} == {400}
     assert await status_and_events(hub, payment["id"]) == ("pending", 0)
+
+
+async def test_a_vietqr_day_reconciles_from_its_camt053(hub: Hub) -> None:
+    """The bank's real camt.053 of the day, uploaded by finance: the lost credit is settled,
+    the short transfer stays an exception, the paid one matches."""
+    from tests.e2e.test_finance_api import upload
+
+    paid = await vietqr_payment(hub, "H29.17-261127-0011")
+    lost = await vietqr_payment(hub, "H29.17-261127-0012")
+    short = await vietqr_payment(hub, "H29.17-261127-0013")
+    await sim(hub, "/_sim/faults", "PUT", mangle_text=1)
+    await pay(hub, paid["qr"])
+    await pay(hub, lost["qr"], faults={"lose_confirmation": 1})
+    await pay(hub, short["qr"], "wrong_amount")
+    await wait_for_status(hub, paid["id"], "succeeded")
+    assert (await hub.portal.get_payment(lost["id"])).json()["status"] == "pending"
+    day = to_vietnam(hub.world.clock()).date().isoformat()
+    async with hub.session.get(
+        f"{hub.base_url}/sim/vietqr/_sim/statement", params={"date": day}
+    ) as response:
+        assert response.status == 200
+        statement = await response.read()
+
+    answer = await upload(hub, hub.finance, {"bank": "vietqr", "business_date": day}, statement)
+
+    assert answer.status == 201, answer.body
+    counts = answer.json()["counts"]
+    assert counts.get("matched") == 1
+    assert counts.get("settled_by_statement") == 1
+    assert counts.get("amount_mismatch") == 1
+    assert (await hub.portal.get_payment(lost["id"])).json()["status"] == "succeeded"
+    assert (await hub.portal.get_payment(short["id"])).json()["status"] == "pending"

@@ -126,41 +126,46 @@ def test_formats_registry() -> None:
     assert reader_for("test-format") is read_vnpay
 
 
-def test_camt_lines_become_entries_credits_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The camt adapter over a stand-in for the camt reader module (same names and fields)."""
-    import enum
-    import types
-    from dataclasses import dataclass
+CAMT053_V2 = """<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">
+ <BkToCstmrStmt>
+  <GrpHdr><MsgId>S1</MsgId><CreDtTm>2026-11-27T23:59:00</CreDtTm></GrpHdr>
+  <Stmt>
+   <Id>S1</Id><CreDtTm>2026-11-27T23:59:00</CreDtTm>
+   <Acct><Id><Othr><Id>257678859</Id></Othr></Id><Ccy>VND</Ccy></Acct>
+   <Ntry>
+    <Amt Ccy="VND">2550000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+    <BookgDt><DtTm>2026-11-27T09:00:00</DtTm></BookgDt>
+    <AcctSvcrRef>FT1</AcctSvcrRef>
+    <NtryDtls><TxDtls><Refs><AcctSvcrRef>FT1</AcctSvcrRef></Refs>
+     <RmtInf><Ustrd>MBVCB.1234567.CT {reference}</Ustrd></RmtInf></TxDtls></NtryDtls>
+   </Ntry>
+   <Ntry>
+    <Amt Ccy="VND">11000</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts>BOOK</Sts>
+    <BookgDt><Dt>2026-11-27</Dt></BookgDt>
+    <NtryDtls><TxDtls><RmtInf><Ustrd>phi</Ustrd></RmtInf></TxDtls></NtryDtls>
+   </Ntry>
+   <Ntry>
+    <Amt Ccy="VND">150000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>PDNG</Sts>
+    <BookgDt><Dt>2026-11-27</Dt></BookgDt>
+    <NtryDtls><TxDtls><RmtInf><Ustrd>pending</Ustrd></RmtInf></TxDtls></NtryDtls>
+   </Ntry>
+  </Stmt>
+ </BkToCstmrStmt>
+</Document>
+"""
 
-    from payhub.connectors.port import StatementLine
-    from payhub.reconcile.camt_entries import CAMT_MODULE, read_camt053
 
-    class CreditDebit(enum.StrEnum):
-        CREDIT = "CRDT"
-        DEBIT = "DBIT"
+def test_camt_credits_become_entries_and_debits_are_skipped() -> None:
+    """The camt.053 adapter over the real streaming reader: credits only, BOOK settles."""
+    from payhub.reconcile.camt_entries import read_camt053
 
-    @dataclass
-    class Line:
-        line: int
-        direction: CreditDebit
-        booked: bool
-        text: str
+    from payhub.domain.reference import new_bank_reference
 
-    at = datetime(2026, 11, 27, 9, 0, tzinfo=VIETNAM)
-    lines = [
-        Line(12, CreditDebit.CREDIT, True, "CT PH7K2M9Q4XAB"),
-        Line(30, CreditDebit.DEBIT, True, "phi"),
-        Line(41, CreditDebit.CREDIT, False, "pending"),
-    ]
-    fake = types.ModuleType(CAMT_MODULE)
-    fake.CreditDebit = CreditDebit  # type: ignore[attr-defined]
-    fake.read_camt = lambda stream: iter(lines)  # type: ignore[attr-defined]
-    fake.to_statement_line = lambda line: StatementLine(  # type: ignore[attr-defined]
-        "PH7K2M9Q4XAB" if "PH" in line.text else None, 2_550_000, at, "BOOK", "FT1", line.text
-    )
-    monkeypatch.setitem(__import__("sys").modules, CAMT_MODULE, fake)
-    first, second = read_camt053(io.BytesIO(b""))
-    assert first == StatementEntry(
-        12, "PH7K2M9Q4XAB", 2_550_000, True, at, "FT1", "CT PH7K2M9Q4XAB", 0
-    )
-    assert second.line == 41 and second.reference is None and not second.settled
+    reference = new_bank_reference()
+    document = CAMT053_V2.replace("{reference}", reference.lower())  # apps change the case
+    first, second = read_camt053(io.BytesIO(document.encode()))
+    assert first.reference == reference
+    assert (first.amount, first.settled, first.bank_transaction_id) == (2_550_000, True, "FT1")
+    assert first.booked_at == datetime(2026, 11, 27, 9, 0, tzinfo=VIETNAM)
+    assert second.reference is None and second.amount == 150_000 and not second.settled
