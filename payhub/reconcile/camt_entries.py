@@ -8,6 +8,7 @@ as that reader asks).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import IO, cast
 
 from payhub.reconcile import camt
 from payhub.reconcile.entries import ByteSource, StatementEntry
@@ -15,7 +16,7 @@ from payhub.reconcile.entries import ByteSource, StatementEntry
 
 def read_camt053(stream: ByteSource) -> Iterator[StatementEntry]:
     """Yield one entry per credit transaction of a camt.053 (or camt.054) document."""
-    for line in camt.read_camt(stream):
+    for line in camt.read_camt(cast(IO[bytes], stream))  # it only calls read():
         if line.direction is not camt.CreditDebit.CREDIT:
             continue
         port_line = camt.to_statement_line(line)
