@@ -16,7 +16,7 @@ from payhub.reconcile.entries import ByteSource, StatementEntry
 
 def read_camt053(stream: ByteSource) -> Iterator[StatementEntry]:
     """Yield one entry per credit transaction of a camt.053 (or camt.054) document."""
-    for line in camt.read_camt(cast(IO[bytes], stream))  # it only calls read():
+    for line in camt.read_camt(cast(IO[bytes], stream)):  # the reader only calls read()
         if line.direction is not camt.CreditDebit.CREDIT:
             continue
         port_line = camt.to_statement_line(line)
