@@ -210,7 +210,7 @@ def readme_blocks(language: str, section: str = "") -> list[str]:
 
 
 def test_the_readme_portal_example_pays_against_a_real_hub(local: Path, tmp_path: Path) -> None:
-    [example] = readme_blocks("python")
+    [example] = readme_blocks("python", "Running a hub")
     assert "from payhub.portal import" in example and "/_sim/pay" in example
     (tmp_path / "pay.py").write_text(example, encoding="utf-8")
     with serving(local, "--simulators", log=tmp_path / "serve.err") as served:

@@ -1,7 +1,7 @@
 """The portal-side example of receiving webhooks, as a portal team would copy it, works
 against a real hub: a paid dossier reaches the portal's handler once.
 
-``EXAMPLE`` is the text meant for the README's SDK section; keep the two identical.
+The example is read from README.md ("Portal notifications"), so the two never drift.
 """
 
 from __future__ import annotations
@@ -16,30 +16,20 @@ from aiohttp import web
 from payhub.settings import parse_settings
 from tests.factories import free_port, payment_body, running_hub, settings_document
 
-EXAMPLE = """
-from aiohttp import web
-from payhub.portal import Webhook, WebhookReceiver
 
-paid: list[str] = []
+def readme_example() -> str:
+    """The README's receiver example, exactly as a portal team would copy it."""
+    from tests.e2e.test_first_minutes import readme_blocks
 
-async def on_event(webhook: Webhook) -> None:
-    # Called once per event: a copy with the same webhook-id is dropped by the receiver.
-    if webhook.type == "payment.succeeded":
-        paid.append(webhook.data["dossier"]["code"])
-
-def portal_app(hub_url: str) -> web.Application:
-    app = web.Application()
-    receiver = WebhookReceiver(on_event, jwks_url=f"{hub_url}/.well-known/jwks.json")
-    receiver.mount(app, "/payhub/events")
-    return app
-"""
+    [example] = readme_blocks("python", "Portal notifications")
+    return example
 
 
 async def test_the_receiver_example_gets_the_paid_dossier(
     tmp_path: Path, database_url: str
 ) -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(EXAMPLE, "example.py", "exec"), namespace)
+    exec(compile(readme_example(), "example.py", "exec"), namespace)
     portal_port = free_port()
     doc, world = settings_document(tmp_path, database_url, free_port())
     doc["portals"]["demo"]["callback_url"] = f"http://127.0.0.1:{portal_port}/payhub/events"

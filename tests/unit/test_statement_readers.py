@@ -158,9 +158,8 @@ CAMT053_V2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_camt_credits_become_entries_and_debits_are_skipped() -> None:
     """The camt.053 adapter over the real streaming reader: credits only, BOOK settles."""
-    from payhub.reconcile.camt_entries import read_camt053
-
     from payhub.domain.reference import new_bank_reference
+    from payhub.reconcile.camt_entries import read_camt053
 
     reference = new_bank_reference()
     document = CAMT053_V2.replace("{reference}", reference.lower())  # apps change the case
