@@ -396,6 +396,12 @@ def _finance_login_parser(actions: Any) -> None:
     login.add_argument(
         "--minutes", type=int, default=10, help="how long the link works (default 10, at most 60)"
     )
+    login.add_argument(
+        "--url",
+        metavar="URL",
+        help="the hub's address as the browser reaches it (default hub.public_url; give it "
+        "when serve listens elsewhere, e.g. http://127.0.0.1:9000)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,7 +435,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "finance" and args.action == "login":
         from payhub.reconcile.command import finance_login
 
-        return finance_login(config=args.config, user=args.user, minutes=args.minutes)
+        return finance_login(
+            config=args.config, user=args.user, minutes=args.minutes, base_url=args.url
+        )
     if command == "reconcile":
         _configure_logging(level=logging.WARNING)
         from payhub.reconcile.command import run_reconcile

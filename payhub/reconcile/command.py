@@ -141,10 +141,12 @@ async def _reconcile(
     return str(run["status"]), run["error"]
 
 
-def finance_login(*, config: Path, user: str, minutes: int) -> int:
+def finance_login(*, config: Path, user: str, minutes: int, base_url: str | None = None) -> int:
     """Print a short-lived link that opens the finance page signed in as ``user``."""
     settings = load_settings(config)
-    print(login_url(settings, user, minutes=minutes, now=system_clock()))
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url must be an http(s) address, not {base_url!r}")
+    print(login_url(settings, user, minutes=minutes, now=system_clock(), base_url=base_url))
     print(
         f"(valid once, for {minutes} minute(s); the page then keeps a session cookie)",
         file=sys.stderr,

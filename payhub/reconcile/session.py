@@ -96,9 +96,12 @@ def login_token(settings: Settings, user: str, *, minutes: int, now: datetime) -
     return sign(settings, {"p": "login", "u": user, "n": secrets.token_urlsafe(12), "exp": expires})
 
 
-def login_url(settings: Settings, user: str, *, minutes: int, now: datetime) -> str:
+def login_url(
+    settings: Settings, user: str, *, minutes: int, now: datetime, base_url: str | None = None
+) -> str:
+    """The link; ``base_url`` is the hub as the browser reaches it (default hub.public_url)."""
     token = login_token(settings, user, minutes=minutes, now=now)
-    return f"{settings.public_url}/finance/login?token={token}"
+    return f"{(base_url or settings.public_url).rstrip('/')}/finance/login?token={token}"
 
 
 def session_token(settings: Settings, user: str, *, now: datetime) -> str:

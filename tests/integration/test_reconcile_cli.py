@@ -133,3 +133,15 @@ def test_finance_login_prints_a_working_link(
     assert session.user == "finance"
     code, _, err = run(capsys, "finance", "login", "--config", config, "--user", "mallory")
     assert code == 1 and "not a finance user" in err
+
+
+def test_finance_login_names_the_address_serve_really_listens_on(
+    setup: tuple[Path, Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _, _ = setup
+    argv = ("finance", "login", "--config", config, "--url", "http://127.0.0.1:9000/")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert out.strip().startswith("http://127.0.0.1:9000/finance/login?token=")
+    code, _, err = run(capsys, "finance", "login", "--config", config, "--url", "127.0.0.1:9000")
+    assert code == 1 and "--url must be an http(s) address" in err
