@@ -10,10 +10,10 @@ that plays MoMo for one merchant account (options ``partner_code``, ``access_key
   format, 21/22 bad or out-of-range amount (1,000–50,000,000 VND), 40 duplicate
   ``requestId``, 41 duplicate ``orderId``; answers ``payUrl`` (this simulator's pay
   page), ``deeplink`` and ``qrCodeUrl``;
-- ``GET /v2/gateway/pay?t=…`` the pay page (deadline 100 minutes after create, shown in
-  GMT+7); ``POST /v2/gateway/pay`` its form: plays the payer, sends the IPN (POST JSON to
-  the order's ``ipnUrl``; resent on the bank's schedule until answered 204), then
-  redirects to ``redirectUrl`` with the same signed fields;
+- ``GET /v2/gateway/pay?t=…`` the pay page (deadline ``orderExpireTime`` minutes after
+  create, else 100, shown in GMT+7); ``POST /v2/gateway/pay`` its form: plays the payer,
+  sends the IPN (POST JSON to the order's ``ipnUrl``; resent on the bank's schedule until
+  answered 204), then redirects to ``redirectUrl`` with the same signed fields;
 - ``POST /v2/gateway/api/query``: 42 unknown order, else the order's state (its
   success, else its last attempt, else 1000 waiting for the payer);
 - ``POST /v2/gateway/api/refund``: a new ``orderId`` against the original ``transId``,
@@ -124,6 +124,8 @@ class Order:
     extra_data: str
     created_at: datetime
     token: str
+    pay_window: timedelta = PAY_WINDOW
+    """``orderExpireTime`` minutes when the merchant sent one, else MoMo's 100."""
     payments: list[Payment] = field(default_factory=list)
     refunds: list[Refund] = field(default_factory=list)
 
@@ -201,6 +203,11 @@ class MomoGateway(SimulatedBank[Order]):
             return refused, None
         if body["orderId"] in self.orders or body["orderId"] in self.refund_order_ids:
             return 41, None
+        expire_minutes = body.get("orderExpireTime")
+        if expire_minutes is not None and not (
+            wire.is_integer(expire_minutes) and 1 <= expire_minutes <= 30 * 24 * 60
+        ):
+            return 20, None
         token = secrets.token_urlsafe(12)
         order = Order(
             order_id=body["orderId"],
@@ -212,6 +219,7 @@ class MomoGateway(SimulatedBank[Order]):
             extra_data=body["extraData"],
             created_at=self.clock(),
             token=token,
+            pay_window=PAY_WINDOW if expire_minutes is None else timedelta(minutes=expire_minutes),
         )
         self.orders[order.order_id] = order
         self.tokens[token] = order.order_id
@@ -234,7 +242,7 @@ class MomoGateway(SimulatedBank[Order]):
         if wire.SUCCESS in codes and order.success is not None:
             raise OrderRejected("41", "Order already paid")
         now = self.clock()
-        expired = now > order.created_at + PAY_WINDOW
+        expired = now > order.created_at + order.pay_window
         made = []
         for code in codes:
             if self.faults.enforce_expiry and expired:
@@ -517,7 +525,7 @@ async def pay_page(request: web.Request) -> web.Response:
         ("Order", order.order_id),
         ("Description", order.order_info),
         ("Amount", pages.vnd(order.amount)),
-        ("Pay before", pages.deadline(order.created_at + PAY_WINDOW)),
+        ("Pay before", pages.deadline(order.created_at + order.pay_window)),
     ]
     body = pages.details(rows) + pages.outcome_form("pay", {"t": order.token}, PAGE_OUTCOMES)
     return pages.page("MoMo sandbox (simulator)", body)

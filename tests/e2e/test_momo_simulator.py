@@ -266,7 +266,7 @@ async def test_pay_page_shows_the_deadline_in_gmt7(world: World, clock: ManualCl
         page = await response.text()
 
     assert "25.500 VND" in page
-    assert "28/11/2026 11:40:00 (GMT+7)" in page  # 10:00 + 100 minutes
+    assert "28/11/2026 10:15:00 (GMT+7)" in page  # the hub's deadline, sent as orderExpireTime
     form = {"t": url.rsplit("t=", 1)[1], "outcome": "success"}
     async with http.post(url.split("?")[0], data=form, allow_redirects=False) as response:
         assert response.status == 303
