@@ -101,7 +101,7 @@ WARM_UP = 200
 # --- requests, built and signed before the clock starts ----------------------------------
 
 
-def _create_body(run: str, index: int) -> dict[str, Any]:
+def _create_body(run: str, index: int, bank: str = "vnpay") -> dict[str, Any]:
     """A create like a portal's: one dossier, two fee lines, a Vietnamese payer."""
     amount_a, amount_b = 150_000 + index % 1000, 50_000
     return {
@@ -124,21 +124,26 @@ def _create_body(run: str, index: int) -> dict[str, Any]:
         ],
         "payer": {"name": "Nguyễn Văn An", "id_number": "001090001234", "phone": "0912345678"},
         "description": "Lệ phí hồ sơ",
-        "bank": "vnpay",
+        "bank": bank,
         "return_url": "https://dichvucong.example.vn/payments/return",
         "expires_in": 900,
     }
 
 
 def signed_creates(
-    port: int, keyid: str, key: Ed25519PrivateKey | bytes, run: str, count: int
+    port: int,
+    keyid: str,
+    key: Ed25519PrivateKey | bytes,
+    run: str,
+    count: int,
+    bank: str = "vnpay",
 ) -> tuple[list[bytes], list[int]]:
     """``count`` creates, each with its own nonce, Idempotency-Key and dossier."""
     url = f"http://127.0.0.1:{port}/v1/payments"
     now = datetime.now(UTC)
     requests, amounts = [], []
     for index in range(count):
-        body_json = _create_body(run, index)
+        body_json = _create_body(run, index, bank)
         body = encode_json(body_json)
         headers = sign_headers(
             "POST", url, keyid=keyid, key=key, created=now, body=body,
@@ -176,6 +181,31 @@ def signed_ipns(
     return requests
 
 
+def signed_credit_notifications(
+    port: int, payments: Sequence[dict[str, Any]], bank_key_file: Path, account: tuple[str, str]
+) -> list[bytes]:
+    """One camt.054 credit notification per payment, signed as the collecting bank signs."""
+    from banks.vietqr import cash_report, signing
+
+    key = signing.load_private_key(bank_key_file.read_text())
+    at = datetime.now(UTC)
+    requests = []
+    for number, payment in enumerate(payments):
+        credit = cash_report.Credit(
+            transaction_id=f"FT{26000000 + number}",
+            end_to_end_id=f"NAPAS{number:010d}",
+            amount=payment["amount"],
+            text=f"MBVCB.{number}.{payment['bank_reference']}.CT tu 0912345678",
+            at=at,
+        )
+        document = cash_report.notification(
+            f"N{number}", at, cash_report.Account(*account), [credit]
+        )
+        headers = {"Content-Type": "application/xml", signing.HEADER: signing.sign(key, document)}
+        requests.append(http_request("POST", "/banks/vietqr/notify", port, headers, document))
+    return requests
+
+
 # --- checking every answer ---------------------------------------------------------------
 
 
@@ -192,8 +222,7 @@ def check_creates(outcome: Outcome, amounts: Sequence[int]) -> tuple[int, list[d
             or not str(payment.get("id", "")).startswith("pay_")
             or payment.get("status") != "pending"
             or payment.get("amount") != amount
-            or dict(parse_qsl(urlsplit(str(payment.get("payment_url"))).query)).get("vnp_TxnRef")
-            != payment.get("bank_reference")
+            or not _names_its_reference(payment)
         ):
             wrong += 1
             continue
@@ -201,6 +230,17 @@ def check_creates(outcome: Outcome, amounts: Sequence[int]) -> tuple[int, list[d
             {"id": payment["id"], "bank_reference": payment["bank_reference"], "amount": amount}
         )
     return wrong, created
+
+
+def _names_its_reference(payment: dict[str, Any]) -> bool:
+    """The payer is sent to the right order: VNPay's URL or the VietQR payload carries it."""
+    reference = payment.get("bank_reference")
+    if payment.get("bank") == "vietqr":
+        from banks.vietqr.emvco import decode_vietqr
+
+        return decode_vietqr(str(payment.get("qr"))).purpose == reference
+    query = dict(parse_qsl(urlsplit(str(payment.get("payment_url"))).query))
+    return query.get("vnp_TxnRef") == reference
 
 
 def check_baseline(outcome: Outcome, amounts: Sequence[int]) -> int:
@@ -213,6 +253,18 @@ def check_baseline(outcome: Outcome, amounts: Sequence[int]) -> int:
 
 def check_confirms(outcome: Outcome) -> int:
     expected = {"RspCode": "00", "Message": "Confirm Success"}
+    wrong = 0
+    for status, body in outcome.answers:
+        try:
+            ok = status == 200 and json.loads(body) == expected
+        except ValueError:
+            ok = False
+        wrong += not ok
+    return wrong
+
+
+def check_credit_answers(outcome: Outcome) -> int:
+    expected = {"outcomes": ["applied"]}
     wrong = 0
     for status, body in outcome.answers:
         try:
@@ -340,6 +392,8 @@ class Setup:
     tmn_code: str
     hash_secret: str
     workers: int
+    vietqr: tuple[Path, tuple[str, str]] | None = None
+    """The simulated collecting bank's signing key file and (BIN, account), when configured."""
     runs: list[str] = field(default_factory=list)
 
     def run_id(self) -> str:
@@ -394,7 +448,16 @@ async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setu
         tmn_code=str(vnpay["tmn_code"]),
         hash_secret=str(vnpay["hash_secret"]),
         workers=workers,
+        vietqr=_vietqr_bank(settings),
     )
+
+
+def _vietqr_bank(settings: Any) -> tuple[Path, tuple[str, str]] | None:
+    bank = settings.banks.get("vietqr")
+    if bank is None or "simulator_signing_key_file" not in bank.options:
+        return None
+    options = bank.options
+    return Path(options["simulator_signing_key_file"]), (options["bin"], options["account"])
 
 
 async def _start_hub(setup: Setup) -> list[Process]:
@@ -513,6 +576,21 @@ async def _measure_round(
         measured.wrong["confirm"] = check_confirms(outcome)
         confirmed_ids = [p["id"] for p in to_confirm[warm_count : warm_count + requests]]
         say(f"  confirm        {outcome.summary()['per_second']:>9}/s")
+        if setup.vietqr is not None:  # a transfer bank: orders are QR payloads, made locally
+            made, amounts = signed_creates(
+                setup.port, "demo", setup.demo_key, setup.run_id(), requests, "vietqr"
+            )
+            wrong, transfers = check_creates(
+                await send_all(setup.port, made, concurrency, []), amounts
+            )
+            measured.wrong["confirm-vietqr"] = wrong
+            created_ids += [p["id"] for p in transfers]
+            pushes = signed_credit_notifications(setup.port, transfers, *setup.vietqr)
+            outcome = await send_all(setup.port, pushes, concurrency, pids)
+            measured.scenarios["confirm-vietqr"] = outcome.summary()
+            measured.wrong["confirm-vietqr"] += check_credit_answers(outcome)
+            confirmed_ids += [p["id"] for p in transfers]
+            say(f"  confirm-vietqr {outcome.summary()['per_second']:>9}/s")
     finally:
         await _stop(processes)
     measured.committed = await check_committed(setup.database_url, created_ids, confirmed_ids)

@@ -51,9 +51,10 @@ def test_a_small_run_reports_every_scenario_and_no_wrong_answer(
     assert report["log_level"].startswith("info")
     empty = report["empty"]
     assert set(empty["scenarios"]) == {
-        "ceiling", "baseline", "create-ed25519", "create-hmac", "confirm",
+        "ceiling", "baseline", "create-ed25519", "create-hmac", "confirm", "confirm-vietqr",
     }  # fmt: skip
-    assert set(empty["ratio_to_baseline"]) == {"create-ed25519", "create-hmac", "confirm"}
+    measured = {"create-ed25519", "create-hmac", "confirm", "confirm-vietqr"}
+    assert set(empty["ratio_to_baseline"]) == measured
     for row in empty["scenarios"].values():
         assert row["requests"] == 60
         assert row["per_second"] > 0
