@@ -35,6 +35,7 @@ from payhub.errors import ConfigError
 from payhub.notify.lifecycle import delivery_context
 from payhub.observability.logging import register_secret
 from payhub.observability.metrics import create_metrics
+from payhub.recovery.lifecycle import recovery_context
 from payhub.service.payments import IDEMPOTENCY_WINDOW, PaymentService
 from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
@@ -193,6 +194,7 @@ def create_app(
             connectors=connectors,
             router=Router(connectors, settings.default_bank, clock, settings.routing),
             clock=clock,
+            recovery=settings.recovery,
         )
         app[keys.REFUNDS] = RefundService(ledger=app[keys.LEDGER], connectors=connectors)
         yield
@@ -207,6 +209,7 @@ def create_app(
 
     app.cleanup_ctx.extend([database, banks, housekeeping])
     app.cleanup_ctx.append(delivery_context(settings, clock))
+    app.cleanup_ctx.append(recovery_context(settings.recovery, clock))
     if freeze_at_start:
         app.on_startup.append(freeze_startup_objects)
 

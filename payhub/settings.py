@@ -62,6 +62,15 @@ works from any working directory.
     kinds = ["tax"]                          # criteria: kinds, agencies, min/max_amount
     agencies = ["H29.*"]
     prefer = ["vnpay"]
+
+    [recovery]                               # all optional: asking banks about late payments
+    enabled = true                           # false: this hub process runs no recovery worker
+    pending_after = 120                      # a pending payment is first queried after this
+    query_delays = [10, 30, 60, 300, 900, 3600]   # then these waits; the last one repeats
+    late_window = 3600                       # expired payments are queried this long more
+    lease = 60                               # a claimed payment stays with one worker (>= 20)
+    batch = 64                               # payments claimed per round
+    poll_seconds = 1                         # pause when nothing was due
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ from sqlalchemy.exc import ArgumentError
 
 from payhub.domain.requests import ItemKind
 from payhub.errors import ConfigError
+from payhub.recovery.schedule import RecoveryPolicy
 from payhub.routing.config import (
     AgencyPattern,
     BankScope,
@@ -164,6 +174,7 @@ class Settings:
     rate_limit_per_second: int = 0
     """Per-portal request rate limit; 0 turns it off."""
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -193,7 +204,7 @@ def not_a_file(config_path: Path) -> str:
 def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
     """Validate an already-parsed TOML document."""
     base = config_path.absolute().parent
-    _only(raw, "", {"hub", "portals", "finance", "banks", "routing"})
+    _only(raw, "", {"hub", "portals", "finance", "banks", "routing", "recovery"})
     hub = _table(raw, "hub")
     _only(
         hub,
@@ -314,6 +325,59 @@ def parse_settings(raw: Mapping[str, Any], config_path: Path) -> Settings:
         banks=banks,
         rate_limit_per_second=rate,
         routing=routing,
+        recovery=_recovery(_table(raw, "recovery", required=False)),
+    )
+
+
+def _recovery(table: Mapping[str, Any]) -> RecoveryPolicy:
+    """``[recovery]``: the bank-query schedule (seconds; see ``payhub.recovery.schedule``)."""
+    defaults = RecoveryPolicy()
+    _only(
+        table,
+        "recovery",
+        {
+            "enabled",
+            "pending_after",
+            "query_delays",
+            "late_window",
+            "lease",
+            "batch",
+            "poll_seconds",
+        },
+    )
+
+    def seconds(name: str, default: float, *, low: float, high: float) -> float:
+        value = table.get(name, default)
+        if type(value) not in (int, float) or not low <= value <= high:
+            raise ConfigError(
+                f"recovery.{name} must be a number of seconds from {low:g} to {high:g}"
+            )
+        return float(value)
+
+    enabled = table.get("enabled", True)
+    if type(enabled) is not bool:
+        raise ConfigError("recovery.enabled must be true or false")
+    delays = table.get("query_delays", list(defaults.query_delays))
+    if (
+        not isinstance(delays, list)
+        or not 1 <= len(delays) <= 32
+        or any(type(d) not in (int, float) or not 0.001 <= d <= 86_400 for d in delays)
+    ):
+        raise ConfigError(
+            "recovery.query_delays must be a list of 1–32 numbers of seconds from 0.001 to 86400"
+        )
+    batch = table.get("batch", defaults.batch)
+    if type(batch) is not int or not 1 <= batch <= 1000:
+        raise ConfigError("recovery.batch must be an integer from 1 to 1000")
+    lease = seconds("lease", defaults.lease, low=20, high=3600)
+    return RecoveryPolicy(
+        enabled=enabled,
+        pending_after=seconds("pending_after", defaults.pending_after, low=0, high=86_400),
+        query_delays=tuple(float(d) for d in delays),
+        late_window=seconds("late_window", defaults.late_window, low=0, high=30 * 86_400),
+        lease=lease,
+        batch=batch,
+        poll_seconds=seconds("poll_seconds", defaults.poll_seconds, low=0.01, high=60),
     )
 
 

@@ -29,6 +29,7 @@ from payhub.errors import BankUnavailable, ConfirmationMalformed, ConfirmationSi
 from payhub.service.unit_of_work import (
     AuditEntry,
     Claim,
+    DueQuery,
     IdempotencyRecord,
     LostRace,
     NewPayment,
@@ -113,6 +114,8 @@ class MemoryTables:
     events: list[dict[str, Any]] = field(default_factory=list)
     nonces: set[tuple[str, str]] = field(default_factory=set)
     audit: list[AuditEntry] = field(default_factory=list)
+    query_schedule: dict[str, tuple[datetime | None, int]] = field(default_factory=dict)
+    """Recovery: payment id -> (next query, claims so far), once a worker touched it."""
 
     def copy(self) -> MemoryTables:
         return copy.deepcopy(self)
@@ -177,6 +180,33 @@ class FakePayments:
         self.tables.payments[payment_id] = replace(
             stored, refunded_amount=stored.refunded_amount + amount
         )
+
+    def _schedule(self, payment_id: str) -> tuple[datetime | None, int]:
+        payer = self.tables.payers.get(payment_id)
+        first = payer.next_query_at if payer is not None else None
+        return self.tables.query_schedule.get(payment_id, (first, 0))
+
+    async def claim_due_queries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DueQuery]:
+        due = []
+        for payment_id, payment in self.tables.payments.items():
+            next_at, attempts = self._schedule(payment_id)
+            if next_at is not None and next_at <= now:
+                due.append((next_at, payment_id, payment, attempts))
+        due.sort(key=lambda row: (row[0], row[1]))
+        claimed = []
+        for _, payment_id, payment, attempts in due[:limit]:
+            self.tables.query_schedule[payment_id] = (lease_until, attempts + 1)
+            claimed.append(DueQuery(payment, attempts + 1))
+        return claimed
+
+    async def schedule_query(self, payment_id: str, attempt: int, at: datetime | None) -> bool:
+        _, attempts = self._schedule(payment_id)
+        if attempts != attempt:
+            return False
+        self.tables.query_schedule[payment_id] = (at, attempts)
+        return True
 
 
 class FakeIdempotencyKeys:

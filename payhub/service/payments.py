@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import structlog
 
 from payhub.connectors.port import (
@@ -29,6 +30,7 @@ from payhub.domain.reference import new_bank_reference
 from payhub.domain.requests import PaymentRequest
 from payhub.domain.states import EVENT_TYPE, PaymentStatus, can_transition, is_open
 from payhub.errors import BankUnavailable, FieldError, PayhubError, ProblemError
+from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.routing import Router, RouteRequest
 from payhub.service.unit_of_work import (
     Claim,
@@ -64,11 +66,13 @@ class PaymentService:
         connectors: dict[str, BankConnector],
         router: Router,
         clock: Clock,
+        recovery: RecoveryPolicy | None = None,
     ) -> None:
         self.ledger = ledger
         self.connectors = connectors
         self.router = router
         self.clock = clock
+        self.recovery = recovery or RecoveryPolicy()
         self._in_flight: set[tuple[str, str]] = set()
 
     # -- create ---------------------------------------------------------------------------
@@ -163,6 +167,7 @@ class PaymentService:
         if isinstance(placed_or_replay, Created):
             return placed_or_replay
         bank, placed = placed_or_replay
+        status = PaymentStatus.UNKNOWN if placed is None else PaymentStatus.PENDING
         if nonce is not None and nonce.decided:  # claimed before a remote order
             nonce = None
         dossier = canonical["dossier"]
@@ -181,9 +186,9 @@ class PaymentService:
             currency="VND",
             bank=bank,
             bank_reference=reference,
-            payment_url=placed.payment_url,
-            qr=placed.qr,
-            status=PaymentStatus.PENDING,
+            payment_url=placed.payment_url if placed is not None else None,
+            qr=placed.qr if placed is not None else None,
+            status=status,
             created_at=now,
             expires_at=expires_at,
             paid_at=None,
@@ -197,6 +202,9 @@ class PaymentService:
             payer_id_number=payer.get("id_number"),
             payer_phone=payer.get("phone"),
             return_url=request.return_url,
+            next_query_at=self.recovery.first_query(
+                created_at=now, expires_at=expires_at, unknown=placed is None
+            ),
         )
         record = IdempotencyRecord(
             portal_id=portal_id,
@@ -213,7 +221,7 @@ class PaymentService:
                 actor=f"portal:{portal_id}",
                 action="payment.created",
                 payment_id=payment_id,
-                to_status=PaymentStatus.PENDING.value,
+                to_status=status.value,
                 detail={"amount": request.amount, "bank": bank, "dossier": dossier["code"]},
             )
             key_claim = work.idempotency_keys.claim(
@@ -233,8 +241,18 @@ class PaymentService:
         order: OrderRequest,
         request: PaymentRequest,
         before_remote_order: Callable[[], Awaitable[Created | None]],
-    ) -> tuple[str, PlacedOrder] | Created:
+    ) -> tuple[str, PlacedOrder | None] | Created:
         """Place the order at the chosen bank, or at the first routed bank that takes it.
+
+        ``unknown`` or ``503``: a bank that refused the order (connection refused, an
+        HTTP 5xx or a refusal code: it answered, and holds nothing) is skipped for the
+        next routed bank, and when none is left the create answers ``503
+        bank_unavailable`` with nothing stored. A bank that may hold the order (the
+        request was sent and the answer timed out or the connection broke before it:
+        :func:`order_may_exist`) ends the search: the payment is stored ``unknown`` at
+        that bank (``None`` instead of a placed order; ``201`` with status ``unknown``,
+        no ``payment_url``) and recovery asks the bank soon. Failing over then could
+        leave the payer with two live orders.
 
         Before the first bank that places orders over the network (an effect outside the
         hub), ``before_remote_order`` runs once: it settles the request's nonce and
@@ -269,6 +287,9 @@ class PaymentService:
                 placed = await connector.place_order(order)
             except BankUnavailable as exc:
                 self.router.record_failure(bank)
+                if order_may_exist(exc):
+                    log.warning("order_unknown", bank=bank, error=str(exc))
+                    return bank, None
                 log.warning("bank_unavailable", bank=bank, error=str(exc))
                 continue
             self.router.record_success(bank)
@@ -410,6 +431,26 @@ def _another_payment(payment: Payment, confirmation: Confirmation) -> bool:
     )
 
 
+def order_may_exist(exc: BankUnavailable) -> bool:
+    """Whether the bank may have taken an order whose placing raised ``exc``.
+
+    Connectors raise ``BankUnavailable`` from the transport error (``raise … from``).
+    Never connected (refused, DNS, connect timeout) or answered with an HTTP 5xx or a
+    refusal code (no transport error behind it): the bank holds nothing. Sent, and then
+    the answer timed out or the connection dropped: the bank may hold the order.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False
+    return isinstance(
+        cause,
+        TimeoutError
+        | aiohttp.ServerDisconnectedError
+        | aiohttp.ClientOSError
+        | aiohttp.ClientPayloadError,
+    )
+
+
 async def claim_nonce_alone(runner: UnitRunner, nonce: NonceClaim) -> None:
     """Use up a request nonce in a round of its own; ``401 signature_replayed`` if used."""
 
@@ -440,6 +481,9 @@ async def transition(
     processes race; the loser raises ``LostRace`` and the ledger runs its unit again.
     ``source`` names what settled the payment when it is not the bank's confirmation (a
     statement): the portal event then carries it beside the payment object.
+    A success for an ``expired`` payment (the payer paid after the hub stopped waiting)
+    is applied and flagged ``late: true`` in its audit entry, with a ``late_success`` log
+    line, whoever reports it (IPN, recovery query, statement).
     """
     if not can_transition(payment.status, target):  # pragma: no cover - callers check first
         raise PayhubError(f"illegal transition {payment.status} -> {target}")
@@ -452,14 +496,19 @@ async def transition(
     )
     if not await work.payments.change_status(payment, updated, at=work.now()):
         raise LostRace(payment.id)
+    entry = detail or ({"bank_transaction_id": bank_transaction_id} if bank_transaction_id else {})
+    if payment.status is PaymentStatus.EXPIRED:  # a late success: applied, and flagged
+        entry = {**entry, "late": True}
+        log.warning(
+            "late_success", payment_id=payment.id, bank=payment.bank, actor=actor, late=True
+        )
     work.audit(
         actor=actor,
         action=f"payment.{target.value}",
         payment_id=payment.id,
         from_status=payment.status.value,
         to_status=target.value,
-        detail=detail
-        or ({"bank_transaction_id": bank_transaction_id} if bank_transaction_id else {}),
+        detail=entry,
     )
     event_type = EVENT_TYPE[target]
     if event_type is not None:

@@ -92,6 +92,21 @@ class NewPayment:
     payer_id_number: str | None
     payer_phone: str | None
     return_url: str
+    next_query_at: datetime | None = None
+    """When recovery first asks the bank about it (``payhub.recovery.schedule``)."""
+
+
+@dataclass(slots=True)
+class DueQuery:
+    """A payment claimed by a recovery worker, and its claim token.
+
+    ``attempt`` counts the claims so far and is the token: the worker's later
+    ``schedule_query`` applies only while the row still has it, so a worker whose lease
+    ran out never overwrites its successor's schedule.
+    """
+
+    payment: Payment
+    attempt: int
 
 
 class Claim(Protocol):
@@ -130,6 +145,20 @@ class PaymentRepository(PaymentReader, Protocol):
 
     async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> None:
         """Raise the payment's refunded amount."""
+        ...
+
+    async def claim_due_queries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DueQuery]:
+        """Payments whose next bank query is due, each moved to ``lease_until`` (the claim).
+
+        Across hub processes a payment is claimed by one worker at a time (PostgreSQL:
+        ``FOR UPDATE SKIP LOCKED``; SQLite: the write lock), oldest due first.
+        """
+        ...
+
+    async def schedule_query(self, payment_id: str, attempt: int, at: datetime | None) -> bool:
+        """Set the next query (``None``: no more) if the claim ``attempt`` still holds."""
         ...
 
 

@@ -25,6 +25,7 @@ from payhub.domain.states import PaymentStatus
 from payhub.service.unit_of_work import (
     AuditEntry,
     Claim,
+    DueQuery,
     IdempotencyRecord,
     NewPayment,
     NonceClaim,
@@ -112,6 +113,8 @@ def payment_row(new: NewPayment) -> dict[str, Any]:
         "expires_at": payment.expires_at,
         "paid_at": payment.paid_at,
         "updated_at": payment.created_at,
+        "next_query_at": new.next_query_at,
+        "query_attempts": 0,
     }
 
 
@@ -159,6 +162,24 @@ _CHANGE_STATUS = (
         bank_transaction_id=bindparam("bank_transaction_id"),
         updated_at=bindparam("at"),
     )
+)
+# Recovery: the due payments, oldest due first, by a range scan of ix_payments_next_query_at.
+_DUE_QUERIES = (
+    select(payments)
+    .where(payments.c.next_query_at <= bindparam("now"))
+    .order_by(payments.c.next_query_at)
+    .limit(bindparam("limit"))
+)
+_DUE_QUERIES_HELD = _DUE_QUERIES.with_for_update(skip_locked=True)
+_CLAIM_QUERY = (
+    update(payments)
+    .where(payments.c.id == bindparam("pid"))
+    .values(next_query_at=bindparam("lease_until"), query_attempts=payments.c.query_attempts + 1)
+)
+_SCHEDULE_QUERY = (
+    update(payments)
+    .where(payments.c.id == bindparam("pid"), payments.c.query_attempts == bindparam("attempt"))
+    .values(next_query_at=bindparam("next_at"))
 )
 _ADD_REFUNDED = (
     update(payments)
@@ -258,6 +279,28 @@ class SqlPayments:
     async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> None:
         conn = await self._access.writing()
         await conn.execute(_ADD_REFUNDED, {"pid": payment_id, "added": amount, "at": at})
+
+    async def claim_due_queries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DueQuery]:
+        conn = await self._access.writing()
+        # PostgreSQL: two workers polling at once skip each other's rows; SQLite's write
+        # lock (BEGIN IMMEDIATE) makes this claim the only writer.
+        query = _DUE_QUERIES_HELD if conn.dialect.name == "postgresql" else _DUE_QUERIES
+        rows = (await conn.execute(query, {"now": now, "limit": limit})).mappings().all()
+        if not rows:
+            return []
+        await conn.execute(
+            _CLAIM_QUERY, [{"pid": row["id"], "lease_until": lease_until} for row in rows]
+        )
+        return [DueQuery(payment_from_row(row), int(row["query_attempts"]) + 1) for row in rows]
+
+    async def schedule_query(self, payment_id: str, attempt: int, at: datetime | None) -> bool:
+        conn = await self._access.writing()
+        result = await conn.execute(
+            _SCHEDULE_QUERY, {"pid": payment_id, "attempt": attempt, "next_at": at}
+        )
+        return bool(result.rowcount == 1)
 
 
 class SqlIdempotencyKeys:

@@ -82,10 +82,15 @@ payments = Table(
     Column("expires_at", Timestamp, nullable=False),
     Column("paid_at", Timestamp),
     Column("updated_at", Timestamp, nullable=False),
+    # recovery: when the bank is next asked about this payment (NULL: never again) and
+    # how many times a recovery worker has claimed it (its claim token)
+    Column("next_query_at", Timestamp),
+    Column("query_attempts", Integer, nullable=False, default=0, server_default=text("0")),
     # portal + dossier + status: the overpaid check after each success reads only the
     # dossier's succeeded payments; listing a dossier uses the first two columns.
     Index("ix_payments_portal_dossier_status", "portal_id", "dossier_code", "status"),
     Index("ix_payments_status_expires", "status", "expires_at"),
+    Index("ix_payments_next_query_at", "next_query_at"),
 )
 
 idempotency_keys = Table(
