@@ -173,7 +173,7 @@ _DUE_QUERIES = (
 _DUE_QUERIES_HELD = _DUE_QUERIES.with_for_update(skip_locked=True)
 _CLAIM_QUERY = (
     update(payments)
-    .where(payments.c.id == bindparam("pid"))
+    .where(payments.c.id.in_(bindparam("pids", expanding=True)))
     .values(next_query_at=bindparam("lease_until"), query_attempts=payments.c.query_attempts + 1)
 )
 _SCHEDULE_QUERY = (
@@ -291,7 +291,7 @@ class SqlPayments:
         if not rows:
             return []
         await conn.execute(
-            _CLAIM_QUERY, [{"pid": row["id"], "lease_until": lease_until} for row in rows]
+            _CLAIM_QUERY, {"pids": [row["id"] for row in rows], "lease_until": lease_until}
         )
         return [DueQuery(payment_from_row(row), int(row["query_attempts"]) + 1) for row in rows]
 

@@ -2,7 +2,7 @@
 
 The tables are loaded with tens of thousands of rows, then the use cases run (create
 with its nonce, replay, confirm with the overpaid check, read, cancel, list a dossier,
-page events, claim a nonce alone, refund) while every statement they send is recorded.
+page events, claim a nonce alone, refund, claim due recovery queries and settle one) while every statement they send is recorded.
 Each recorded SELECT, UPDATE and DELETE is then explained with its own parameters:
 
 - SQLite (no statistics, as the hub runs it): no ``SCAN`` of a loaded table in its
@@ -30,7 +30,9 @@ from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.connectors.port import ConfirmationOutcome
 from payhub.domain.clock import system_clock
 from payhub.service.events import events_page
+from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.payments import PaymentService
+from payhub.service.recovery import Recovery, Settled
 from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
 from payhub.service.unit_of_work import NonceClaim
@@ -86,6 +88,14 @@ def payment_rows(now: datetime) -> list[dict[str, Any]]:
             "expires_at": now + timedelta(hours=1),
             "paid_at": None,
             "updated_at": now,
+            # recovery: a few due now, the other pending ones later, the settled never
+            "next_query_at": (
+                now - timedelta(seconds=5)
+                if i % 2000 == 7
+                else now + timedelta(minutes=i % 60 + 1)
+                if statuses[i % len(statuses)] == "pending"
+                else None
+            ),
         }
         for i in range(ROWS)
     ]
@@ -191,6 +201,10 @@ async def run_hot_paths(engine: AsyncEngine) -> list[Sent]:
         assert await store.claim("demo", "alone-nonce", later)
         refund = parse_refund_request({"amount": 1000, "reason": "overpaid"})
         await refunds_service.refund("demo", first.id, "hot-refund", refund)
+        recovery = Recovery(ledger, RecoveryPolicy())
+        due = await recovery.claim_due(system_clock())
+        assert len(due) == ROWS // 2000
+        assert await recovery.settle(due[0], None) is Settled.RESCHEDULED
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
         await ledger.close()
