@@ -2,7 +2,8 @@
 
 The tables are loaded with tens of thousands of rows, then the use cases run (create
 with its nonce, replay, confirm with the overpaid check, read, cancel, list a dossier,
-page events, claim a nonce alone, refund, claim due recovery queries and settle one) while every statement they send is recorded.
+page events, claim a nonce alone, refund, claim due recovery queries and settle one)
+while every statement they send is recorded.
 Each recorded SELECT, UPDATE and DELETE is then explained with its own parameters:
 
 - SQLite (no statistics, as the hub runs it): no ``SCAN`` of a loaded table in its
@@ -29,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.connectors.port import ConfirmationOutcome
 from payhub.domain.clock import system_clock
-from payhub.service.events import events_page
 from payhub.recovery.schedule import RecoveryPolicy
+from payhub.service.events import events_page
 from payhub.service.payments import PaymentService
 from payhub.service.recovery import Recovery, Settled
 from payhub.service.refunds import RefundService

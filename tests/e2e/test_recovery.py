@@ -1,0 +1,231 @@
+"""Recovery end to end: the hub, its recovery worker and the vnpay and momo simulators.
+
+The hub runs on a ``ManualClock`` (the simulators' waits follow it), its background
+worker is off (``[recovery] enabled = false``) and each test runs the worker's rounds
+itself after moving the clock, so a schedule of minutes plays in milliseconds. Payments
+are read through the payment service: the portal's signatures are dated in real time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from banks.simulation import ManualClock
+from payhub import keys
+from payhub.connectors.port import OrderRequest, PlacedOrder
+from payhub.domain.clock import system_clock
+from payhub.errors import BankUnavailable
+from payhub.recovery.lifecycle import RECOVERY
+from payhub.recovery.worker import RecoveryWorker
+from payhub.service.recovery import Settled
+from payhub.settings import parse_settings
+from payhub.store.tables import audit_log, events
+from tests.e2e.test_momo_hub import MOMO
+from tests.factories import Hub, free_port, payment_body, running_hub, settings_document
+
+BANKS = ["vnpay", "momo"]
+
+
+@dataclass
+class Scene:
+    hub: Hub
+    clock: ManualClock
+    started: datetime
+
+    @property
+    def worker(self) -> RecoveryWorker:
+        return self.hub.app[RECOVERY]
+
+    async def create(self, bank: str, **overrides: Any) -> dict[str, Any]:
+        body = payment_body(f"R-{uuid.uuid4().hex[:8]}", bank=bank, **overrides)
+        created = await self.hub.portal.create_payment(body, str(uuid.uuid4()))
+        assert created.status == 201, created.body
+        payment: dict[str, Any] = created.json()
+        return payment
+
+    async def sim(self, bank: str, path: str, method: str = "POST", **body: Any) -> Any:
+        url = f"{self.hub.base_url}/sim/{bank}{path}"
+        async with self.hub.session.request(method, url, json=body) as response:
+            assert response.status in (200, 202), await response.text()
+            return await response.json()
+
+    async def pay_unheard(self, bank: str, payment: dict[str, Any]) -> None:
+        """The payer pays; the bank's confirmation is lost (never sent, never resent)."""
+        report = await self.sim(
+            bank,
+            "/_sim/pay",
+            reference=payment["payment_url"] or payment["bank_reference"],
+            outcome="success",
+            faults={"lose_confirmation": 1},
+        )
+        assert report["payments"], report
+
+    async def status(self, payment_id: str) -> str:
+        payment = await self.hub.app[keys.PAYMENTS].get("demo", payment_id)
+        return payment.status.value
+
+    async def at(self, seconds: float) -> int:
+        """Move to ``seconds`` after the start and run the worker until nothing is due."""
+        self.clock.advance(
+            (self.started + timedelta(seconds=seconds) - self.clock()).total_seconds()
+        )
+        return await self.worker.recover_all_due()
+
+    async def event_types(self, payment_id: str) -> list[str]:
+        async with self.hub.app[keys.ENGINE].connect() as conn:
+            query = select(events.c.type).where(events.c.payment_id == payment_id)
+            return [row[0] for row in await conn.execute(query.order_by(events.c.seq))]
+
+    async def audit_details(self, payment_id: str) -> list[tuple[str, str]]:
+        async with self.hub.app[keys.ENGINE].connect() as conn:
+            query = select(audit_log.c.action, audit_log.c.detail).where(
+                audit_log.c.payment_id == payment_id
+            )
+            return [(row[0], row[1]) for row in await conn.execute(query.order_by(audit_log.c.seq))]
+
+
+@pytest.fixture(name="scene")
+async def _scene(tmp_path: Path, database_url: str) -> AsyncIterator[Scene]:
+    port = free_port()
+    doc, world = settings_document(tmp_path, database_url, port)
+    doc["banks"]["momo"] = MOMO | {
+        "base_url": f"http://127.0.0.1:{port}/sim/momo",
+        "timeout_seconds": 0.5,
+    }
+    doc["recovery"] = {"enabled": False}
+    clock = ManualClock(system_clock())
+    world = replace(world, settings=parse_settings(doc, tmp_path / "payhub.toml"), clock=clock)
+    async with running_hub(world) as hub:
+        yield Scene(hub, clock, clock())
+
+
+@pytest.mark.parametrize("bank", BANKS)
+async def test_a_lost_confirmation_is_recovered_by_query(scene: Scene, bank: str) -> None:
+    payment = await scene.create(bank)
+    await scene.pay_unheard(bank, payment)
+    assert await scene.status(payment["id"]) == "pending"
+
+    assert await scene.at(119) == 0
+    assert await scene.at(120) == 1
+
+    assert await scene.status(payment["id"]) == "succeeded"
+    assert await scene.event_types(payment["id"]) == ["payment.succeeded"]
+    # recovery latency on the default schedule, for a payer who paid at once: the
+    # first query, pending_after = 120 s after creation (simulated time)
+    assert scene.worker.counts[Settled.SUCCEEDED] == 1
+
+
+@pytest.mark.parametrize("bank", BANKS)
+async def test_a_payer_who_has_not_paid_yet_is_asked_about_again_later(
+    scene: Scene, bank: str
+) -> None:
+    payment = await scene.create(bank)
+    assert await scene.at(120) == 1
+    assert await scene.at(125) == 0
+    await scene.pay_unheard(bank, payment)
+    assert await scene.status(payment["id"]) == "pending"
+    assert await scene.at(130) == 1  # 10 s after the first query
+    assert await scene.status(payment["id"]) == "succeeded"
+
+
+async def test_momo_api_request_codes_change_nothing_and_are_retried(scene: Scene) -> None:
+    payment = await scene.create("momo")
+    await scene.pay_unheard("momo", payment)
+    await scene.sim("momo", "/_sim/faults", "PUT", query_result_code=41)
+    assert await scene.at(120) == 1
+    assert await scene.at(130) == 1
+    assert await scene.status(payment["id"]) == "pending"
+    assert await scene.event_types(payment["id"]) == []
+    await scene.sim("momo", "/_sim/faults", "PUT")
+    assert await scene.at(160) == 1  # 30 s after the second query
+    assert await scene.status(payment["id"]) == "succeeded"
+
+
+def lose_create_answers(scene: Scene) -> None:
+    """MoMo takes each order, and its answer is lost on the way back (a read timeout).
+
+    The simulator's ``timeout_rate`` hangs before it reads the request, so the bank
+    never holds those orders; this plays the other case, the one that needs a query.
+    """
+    connector = scene.hub.app[keys.CONNECTORS]["momo"]
+    placed = connector.place_order
+
+    async def answer_lost(order: OrderRequest) -> PlacedOrder:
+        await placed(order)
+        raise BankUnavailable("MoMo create: TimeoutError") from TimeoutError()
+
+    connector.place_order = answer_lost  # type: ignore[method-assign]
+
+
+async def test_momo_timeout_leaves_the_payment_unknown_and_a_query_settles_it(
+    scene: Scene,
+) -> None:
+    lose_create_answers(scene)
+    payment = await scene.create("momo")
+    assert payment["status"] == "unknown"
+    assert payment["payment_url"] is None
+    await scene.pay_unheard("momo", payment)
+
+    assert await scene.at(9) == 0
+    assert await scene.at(10) == 1
+
+    assert await scene.status(payment["id"]) == "succeeded"
+    assert await scene.event_types(payment["id"]) == ["payment.succeeded"]
+
+
+async def test_momo_timeout_before_the_bank_took_the_order_expires_at_expires_at(
+    scene: Scene,
+) -> None:
+    await scene.sim("momo", "/_sim/faults", "PUT", timeout_rate=1, hang_seconds=60)
+    payment = await scene.create("momo", expires_in=300)
+    assert payment["status"] == "unknown"
+    await scene.sim("momo", "/_sim/faults", "PUT")
+    for second in (10, 40, 100, 250, 299):
+        await scene.at(second)
+        assert await scene.status(payment["id"]) == "unknown"
+    await scene.at(300)
+    assert await scene.status(payment["id"]) == "expired"
+    assert await scene.event_types(payment["id"]) == ["payment.expired"]
+
+
+async def test_a_refused_order_is_503_and_stores_nothing(scene: Scene) -> None:
+    await scene.sim("momo", "/_sim/faults", "PUT", error_rate=1)
+    body = payment_body("R-refused", bank="momo")
+    created = await scene.hub.portal.create_payment(body, str(uuid.uuid4()))
+    assert created.status == 503
+    assert created.json()["code"] == "bank_unavailable"
+    listed = await scene.hub.app[keys.PAYMENTS].list_for_dossier("demo", "R-refused")
+    assert listed == []
+
+
+@pytest.mark.parametrize("bank", BANKS)
+async def test_unpaid_payments_expire_and_a_late_success_is_applied_and_flagged(
+    scene: Scene, bank: str
+) -> None:
+    payment = await scene.create(bank, expires_in=300)
+    for second in (120, 130, 160, 220):
+        assert await scene.at(second) == 1
+    assert await scene.at(299) == 0
+    assert await scene.status(payment["id"]) == "pending"
+    await scene.at(300)
+    assert await scene.status(payment["id"]) == "expired"
+
+    await scene.pay_unheard(bank, payment)
+    # queried at 120, 130, 160, 220 and 300 s (expiry): the fifth wait is 15 min
+    assert await scene.at(1199) == 0
+    assert await scene.at(1200) == 1
+
+    assert await scene.status(payment["id"]) == "succeeded"
+    assert await scene.event_types(payment["id"]) == ["payment.expired", "payment.succeeded"]
+    action, detail = (await scene.audit_details(payment["id"]))[-1]
+    assert action == "payment.succeeded"
+    assert '"late": true' in detail or '"late":true' in detail
+    assert scene.worker.counts[Settled.LATE_SUCCESS] == 1
