@@ -68,7 +68,8 @@ works from any working directory.
     pending_after = 120                      # a pending payment is first queried after this
     query_delays = [10, 30, 60, 300, 900, 3600]   # then these waits; the last one repeats
     late_window = 3600                       # expired payments are queried this long more
-    lease = 60                               # a claimed payment stays with one worker (>= 20)
+    lease = 60                               # a claimed payment stays with one worker: keep
+                                             # it above the banks' query timeouts (15 s)
     batch = 64                               # payments claimed per round
     poll_seconds = 1                         # pause when nothing was due
 """
@@ -369,7 +370,7 @@ def _recovery(table: Mapping[str, Any]) -> RecoveryPolicy:
     batch = table.get("batch", defaults.batch)
     if type(batch) is not int or not 1 <= batch <= 1000:
         raise ConfigError("recovery.batch must be an integer from 1 to 1000")
-    lease = seconds("lease", defaults.lease, low=20, high=3600)
+    lease = seconds("lease", defaults.lease, low=1, high=3600)
     return RecoveryPolicy(
         enabled=enabled,
         pending_after=seconds("pending_after", defaults.pending_after, low=0, high=86_400),

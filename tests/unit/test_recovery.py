@@ -392,7 +392,7 @@ def test_recovery_settings_take_their_defaults_and_values(tmp_path: Path) -> Non
         ({"pending_after": "2m"}, "recovery.pending_after"),
         ({"query_delays": []}, "recovery.query_delays"),
         ({"query_delays": [10, "x"]}, "recovery.query_delays"),
-        ({"lease": 5}, "recovery.lease"),
+        ({"lease": 0.5}, "recovery.lease"),
         ({"batch": 0}, "recovery.batch"),
         ({"enabled": "yes"}, "recovery.enabled"),
         ({"late_window": True}, "recovery.late_window"),
