@@ -1,13 +1,21 @@
 """``payhub demo``: the whole world on one machine, and what happened in it.
 
 A fresh setup (as ``payhub init`` writes it) in a temporary folder, the hub on a
-temporary SQLite database with the bank simulators mounted, and a simulated portal
-that files dossiers and sends their payers to the bank with mixed outcomes: some pay,
-some lack funds or give up, some confirmations arrive several times at once, are
-tampered with or signed with the wrong key, some portals retry their request. At the
-end it checks what must hold: every paid dossier paid once, one event per state
-change, an unbroken audit chain. The portal receives its webhooks through the SDK's
-receiver, and fails every fifth one the first time, so the summary shows retries.
+temporary SQLite database with the simulator of every bank that setup configured
+mounted, and a simulated portal that files dossiers and sends their payers to the banks
+in turn, with faults switched on: some pay, some lack funds or give up, some
+confirmations arrive several times at once, are tampered with, signed with the wrong key
+or lost, a bank times out on an order, some portals retry their request, a payer pays
+after the deadline. Each bank plays the scenarios it can (``Scenario.needs``).
+
+Then the recovery worker settles what the confirmations did not: the demo's clock (the
+hub's, the portal's and the simulators') jumps past the first recovery query and then
+past the payments' expiry, and after each jump the worker's rounds run at once, so the
+default schedule and the contract's 300 s minimum expiry play in a few seconds. Every
+payment must end in its scenario's final state: none is left ``pending`` or ``unknown``.
+It also checks every paid dossier paid once, one event per state change, an unbroken
+audit chain. The portal receives its webhooks through the SDK's receiver, and fails
+every fifth one the first time, so the summary shows retries.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +42,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 from yarl import URL
 
+from banks.simulation.control import BANK
 from payhub import keys
-from payhub.app import create_app
+from payhub.app import create_app, notify_url, simulator_factory
+from payhub.connectors.registry import connector_class
+from payhub.domain.clock import system_clock
 from payhub.portal.client import PortalClient
 from payhub.portal.receiver import WebhookReceiver
 from payhub.portal.webhooks import Webhook
-from payhub.settings import load_settings
+from payhub.recovery.lifecycle import RECOVERY
+from payhub.recovery.schedule import RecoveryPolicy
+from payhub.service.recovery import Settled
+from payhub.settings import BankSettings, Settings, load_settings
 from payhub.setup import init_setup
 from payhub.store.audit import verify_chain
 from payhub.store.outbox import LedgerOutbox
@@ -50,6 +66,20 @@ AGENCIES = [
 ]
 PAYERS = ["Nguyễn Văn An", "Trần Thị Bích", "Lê Hoàng Cường", "Phạm Thu Dung", "Đặng Quốc Huy"]
 
+QUERY = "query"
+"""A scenario that needs the bank's status query to tell a paid order (recovery)."""
+REMOTE = "remote"
+"""A scenario that needs a bank whose orders are placed over the network (a timeout)."""
+QUERYING_PROTOCOLS = frozenset({"vnpay", "momo"})
+"""Protocols whose status query answers for a paid order: a transfer bank (VietQR) has
+none, its lost confirmations are settled by the next day's statement instead."""
+ORDER_TIMEOUT_SECONDS = 1
+"""The demo's order timeout at remote banks (``timeout_seconds``): the timeout scenario
+waits this long, not the connector's default."""
+RECOVERY_POLICY = RecoveryPolicy(enabled=False)
+"""The default schedule; the demo runs the worker's rounds itself after each clock jump."""
+EXPIRES_IN = 900
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -61,36 +91,68 @@ class Scenario:
     faults: dict[str, Any] = field(default_factory=dict)
     portal_retries: bool = False
     portal_cancels: bool = False
+    needs: frozenset[str] = frozenset()
+    """Outcomes beyond ``success``/``abandon`` and capabilities (``QUERY``, ``REMOTE``)."""
+    pays_after_expiry: bool = False
+    order_times_out: bool = False
 
 
+LOST = {"lose_confirmation": 1}
 SCENARIOS = [
     Scenario("pays at once", "success", "succeeded"),
-    Scenario("pays; portal retried its request", "success", "succeeded", portal_retries=True),
     Scenario(
         "pays; bank sends the IPN 3× at once",
         "success",
         "succeeded",
         faults={"duplicate_confirmation": 2, "concurrent_duplicates": True},
     ),
-    Scenario("pays twice at the bank", "pay_twice", "succeeded"),
-    Scenario("insufficient funds", "insufficient_funds", "failed"),
-    Scenario("cancels at the bank", "cancel", "failed"),
     Scenario(
-        "pays; IPN tampered in transit (rejected)",
+        "pays; confirmation lost (recovered by query)",
         "success",
-        "pending",
-        faults={"tamper_amount": 1, "ipn_retries": 0},
+        "succeeded",
+        faults=LOST,
+        needs=frozenset({QUERY}),
     ),
     Scenario(
-        "pays; IPN signed with a wrong key (rejected)",
+        "pays; IPN signed with a wrong key (rejected, then queried)",
         "success",
-        "pending",
+        "succeeded",
         faults={"bad_signature": 1, "ipn_retries": 0},
+        needs=frozenset({QUERY}),
     ),
-    Scenario("pays; confirmation lost", "success", "pending", faults={"lose_confirmation": 1}),
+    Scenario("abandons the pay page (expires)", "abandon", "expired"),
+    Scenario(
+        "insufficient funds",
+        "insufficient_funds",
+        "failed",
+        needs=frozenset({"insufficient_funds"}),
+    ),
+    Scenario("pays; portal retried its request", "success", "succeeded", portal_retries=True),
+    Scenario("pays twice at the bank", "pay_twice", "succeeded", needs=frozenset({"pay_twice"})),
+    Scenario("cancels at the bank", "cancel", "failed", needs=frozenset({"cancel"})),
+    Scenario(
+        "pays; IPN tampered in transit (rejected, then queried)",
+        "success",
+        "succeeded",
+        faults={"tamper_amount": 1, "ipn_retries": 0},
+        needs=frozenset({QUERY}),
+    ),
     Scenario("portal cancels before paying", None, "cancelled", portal_cancels=True),
-    Scenario("pays at once", "success", "succeeded"),
-    Scenario("abandons the pay page", "abandon", "pending"),
+    Scenario(
+        "pays after the deadline; confirmation lost (late)",
+        "success",
+        "succeeded",
+        faults=LOST,
+        needs=frozenset({QUERY}),
+        pays_after_expiry=True,
+    ),
+    Scenario(
+        "bank times out on the order (unknown, expires)",
+        None,
+        "expired",
+        needs=frozenset({REMOTE}),
+        order_times_out=True,
+    ),
 ]
 
 
@@ -98,9 +160,28 @@ SCENARIOS = [
 class DossierRun:
     scenario: Scenario
     dossier: str
+    bank: str
     payment_id: str = ""
+    payment: dict[str, Any] = field(default_factory=dict)
+    created_status: str = ""
     status: str = ""
     replayed: bool = False
+
+
+class DemoClock:
+    """Real time plus an offset the demo moves forward (a hub clock, like ``FakeClock``)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return system_clock() + self.offset
+
+    def timestamp(self) -> float:
+        return self().timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 def _free_port() -> int:
@@ -129,8 +210,53 @@ def _request(index: int, dossier: str, bank: str) -> dict[str, Any]:
         "currency": "VND",
         "bank": bank,
         "return_url": f"http://localhost/dossiers/{dossier}/paid",
-        "expires_in": 900,
+        "expires_in": EXPIRES_IN,
     }
+
+
+def _with_order_timeout(settings: Settings) -> tuple[Settings, set[str]]:
+    """Remote banks whose connector takes ``timeout_seconds`` get the demo's short one."""
+    banks: dict[str, BankSettings] = dict(settings.banks)
+    timing_out: set[str] = set()
+    for name, bank in settings.banks.items():
+        cls = connector_class(bank.connector)
+        if cls.places_orders_locally:
+            continue
+        options = {**bank.options, "timeout_seconds": ORDER_TIMEOUT_SECONDS}
+        if cls.check_options(options) == cls.check_options(bank.options):
+            banks[name] = dataclasses.replace(bank, options=options)
+            timing_out.add(name)
+    return dataclasses.replace(settings, banks=banks), timing_out
+
+
+def _capabilities(sub: web.Application, protocol: str, timing_out: bool) -> frozenset[str]:
+    simulated = sub.get(BANK)
+    found = set(simulated.outcomes) if simulated is not None else set()
+    if protocol in QUERYING_PROTOCOLS:
+        found.add(QUERY)
+    if timing_out and simulated is not None:
+        found.add(REMOTE)
+    return frozenset(found)
+
+
+def plan(
+    capabilities: Mapping[str, frozenset[str]], count: int
+) -> tuple[list[tuple[str, Scenario]], dict[str, list[str]]]:
+    """Dossier ``i`` goes to the banks in turn; each bank plays its scenarios in order.
+
+    Also the scenarios each bank skips because it cannot play them.
+    """
+    names = list(capabilities)
+    playable = {bank: [s for s in SCENARIOS if s.needs <= capabilities[bank]] for bank in names}
+    skipped = {
+        bank: [s.name for s in SCENARIOS if not s.needs <= capabilities[bank]] for bank in names
+    }
+    chosen = []
+    for i in range(count):
+        bank = names[i % len(names)]
+        mine = playable[bank]
+        chosen.append((bank, mine[(i // len(names)) % len(mine)]))
+    return chosen, skipped
 
 
 async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
@@ -139,20 +265,32 @@ async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
         print("payhub: --payments must be at least 1", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    clock = DemoClock()
     with tempfile.TemporaryDirectory(prefix="payhub-demo-") as folder:
         port = _free_port()
         config = init_setup(Path(folder), port=port)
         settings = load_settings(config)
-        portal = DemoPortal(f"{settings.public_url}/.well-known/jwks.json")
+        portal = DemoPortal(f"{settings.public_url}/.well-known/jwks.json", clock)
         portal_runner, callback = await portal.start(settings.portals["demo"].callback_url)
         demo = dataclasses.replace(settings.portals["demo"], callback_url=callback)
-        settings = dataclasses.replace(settings, portals={**settings.portals, "demo": demo})
-        app = create_app(settings, simulators=True, migrate_on_start=True)
+        settings = dataclasses.replace(
+            settings, portals={**settings.portals, "demo": demo}, recovery=RECOVERY_POLICY
+        )
+        settings, timing_out = _with_order_timeout(settings)
+        app = create_app(settings, clock=clock, migrate_on_start=True)
+        capabilities: dict[str, frozenset[str]] = {}
+        for name, bank in settings.banks.items():
+            factory = simulator_factory(bank.connector)
+            sub = factory(bank.options, notify_url=notify_url(settings, name), clock=clock)
+            app.add_subapp(f"/sim/{name}/", sub)
+            capabilities[name] = _capabilities(sub, bank.connector, name in timing_out)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
-            summary = await _play(app, settings.public_url, Path(folder), payments)
+            summary = await _play(
+                app, settings.public_url, Path(folder), capabilities, payments, clock
+            )
             summary["webhooks"], delivered_once = await portal.settle(app)
             summary["checks"][WEBHOOK_CHECK] = delivered_once
             summary["checks_passed"] = summary["checks_passed"] and delivered_once
@@ -167,49 +305,94 @@ async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
     return 0 if summary["checks_passed"] else 1
 
 
-async def _play(app: web.Application, base: str, folder: Path, count: int) -> dict[str, Any]:
+async def _play(
+    app: web.Application,
+    base: str,
+    folder: Path,
+    capabilities: Mapping[str, frozenset[str]],
+    count: int,
+    clock: DemoClock,
+) -> dict[str, Any]:
     key = serialization.load_pem_private_key((folder / "keys" / "demo.pem").read_bytes(), None)
     assert isinstance(key, Ed25519PrivateKey)
-    bank = "vnpay"
-    runs = [DossierRun(SCENARIOS[i % len(SCENARIOS)], f"DEMO-{i + 1:04d}") for i in range(count)]
+    chosen, skipped = plan(capabilities, count)
+    runs = [
+        DossierRun(scenario, f"DEMO-{i + 1:04d}", bank) for i, (bank, scenario) in enumerate(chosen)
+    ]
     progress = sys.stderr.isatty()
+    worker = app[RECOVERY]
     async with aiohttp.ClientSession() as session:
-        portal = PortalClient(session, base, keyid="demo", key=key)
-        sim = f"{base}/sim/{bank}"
+        portal = PortalClient(session, base, keyid="demo", key=key, clock=clock)
+
+        async def faults(bank: str, knobs: dict[str, Any]) -> None:
+            async with session.put(f"{base}/sim/{bank}/_sim/faults", json=knobs) as answer:
+                if answer.status != 200:
+                    raise RuntimeError(f"{bank} simulator refused faults: {await answer.text()}")
+
+        async def pay(run: DossierRun, outcome: str) -> None:
+            payment = run.payment
+            payer = {
+                "reference": payment["payment_url"] or payment["qr"] or payment["bank_reference"],
+                "outcome": outcome,
+                "faults": run.scenario.faults,
+            }
+            async with session.post(f"{base}/sim/{run.bank}/_sim/pay", json=payer) as answer:
+                await answer.read()
 
         async def play(index: int, run: DossierRun) -> None:
-            body = _request(index, run.dossier, bank)
+            body = _request(index, run.dossier, run.bank)
             idempotency_key = str(uuid.uuid4())
             created = await portal.create_payment(body, idempotency_key)
             if created.status != 201:
                 raise RuntimeError(f"create failed: {created.status} {created.body[:200]!r}")
-            payment = created.json()
-            run.payment_id = payment["id"]
+            run.payment = created.json()
+            run.payment_id = run.payment["id"]
+            run.created_status = run.payment["status"]
             if run.scenario.portal_retries:
                 again = await portal.create_payment(body, idempotency_key)
                 run.replayed = (
                     again.status == 200 and again.headers.get("Idempotency-Replayed") == "true"
                 )
             if run.scenario.portal_cancels:
-                await portal.cancel_payment(payment["id"])
-            if run.scenario.outcome is not None:
-                payer = {
-                    "reference": payment["payment_url"],
-                    "outcome": run.scenario.outcome,
-                    "faults": run.scenario.faults,
-                }
-                async with session.post(f"{sim}/_sim/pay", json=payer) as answer:
-                    await answer.read()
+                await portal.cancel_payment(run.payment_id)
+            outcome = run.scenario.outcome
+            if outcome is not None and not run.scenario.pays_after_expiry:
+                await pay(run, outcome)
             if progress:
                 print(f"\r  {index + 1}/{len(runs)} dossiers", end="", file=sys.stderr)
 
-        await asyncio.gather(*(play(i, run) for i, run in enumerate(runs)))
+        # Orders that time out go first, alone: the fault holds every request to that bank.
+        for index, run in enumerate(runs):
+            if run.scenario.order_times_out:
+                await faults(run.bank, {"timeout_rate": 1, "hang_seconds": 5})
+                try:
+                    await play(index, run)
+                finally:
+                    await faults(run.bank, {})
+        await asyncio.gather(
+            *(play(i, run) for i, run in enumerate(runs) if not run.scenario.order_times_out)
+        )
         if progress:
             print(file=sys.stderr)
+
+        # Recovery: past the first query of late payments, then past every expiry, then a
+        # late payer's bank is asked again within the late window.
+        policy = worker.recovery.policy
+        clock.advance(policy.pending_after + 5)
+        await worker.recover_all_due()
+        clock.advance(EXPIRES_IN)
+        await worker.recover_all_due()
+        late = [r for r in runs if r.scenario.pays_after_expiry and r.scenario.outcome]
+        await asyncio.gather(*(pay(run, run.scenario.outcome or "success") for run in late))
+        clock.advance(policy.query_delays[-1])
+        await worker.recover_all_due()
+
         for run in runs:
             run.status = (await portal.get_payment(run.payment_id)).json()["status"]
-        async with session.get(f"{sim}/_sim/confirmations") as answer:
-            deliveries = await answer.json()
+        deliveries = []
+        for bank in capabilities:
+            async with session.get(f"{base}/sim/{bank}/_sim/confirmations") as answer:
+                deliveries.extend(await answer.json())
         pulled = []
         after = None
         while True:
@@ -228,34 +411,47 @@ async def _play(app: web.Application, base: str, folder: Path, count: int) -> di
     by_scenario: dict[str, Counter[str]] = {}
     expected_ok = True
     for run in runs:
-        by_scenario.setdefault(run.scenario.name, Counter())[run.status] += 1
+        by_scenario.setdefault(f"{run.bank}: {run.scenario.name}", Counter())[run.status] += 1
         expected_ok &= run.status == run.scenario.expected
     statuses = Counter(run.status for run in runs)
+    settled = not (statuses["pending"] or statuses["unknown"])
     ipns = _tally_ipns(deliveries)
     event_types = Counter(e["type"] for e in pulled)
     once = event_types["payment.succeeded"] == statuses["succeeded"]
     replays_ok = all(run.replayed for run in runs if run.scenario.portal_retries)
+    counts = worker.counts
+    recovery = {
+        "unknown_at_create": sum(1 for run in runs if run.created_status == "unknown"),
+        "bank_queries": worker.queries,
+        "recovered_by_query": counts[Settled.SUCCEEDED] + counts[Settled.FAILED],
+        "late_successes": counts[Settled.LATE_SUCCESS],
+        "expired": counts[Settled.EXPIRED],
+    }
     return {
         "dossiers": len(runs),
+        "banks": list(capabilities),
         "statuses": dict(statuses),
         "scenarios": {
             name: {
                 "payments": sum(c.values()),
                 "statuses": dict(c),
-                "expected": next(s.expected for s in SCENARIOS if s.name == name),
+                "expected": next(s.expected for s in SCENARIOS if name.split(": ", 1)[1] == s.name),
             }
             for name, c in by_scenario.items()
         },
+        "skipped_scenarios": {bank: names for bank, names in skipped.items() if names},
         "ipns": ipns,
+        "recovery": recovery,
         "events": {"stored": stored_events, "pulled": len(pulled), "by_type": dict(event_types)},
         "audit_chain": {"ok": chain.ok, "entries": chain.entries},
         "checks": {
             "every dossier ended as its scenario expects": expected_ok,
+            "no payment is left pending or unknown": settled,
             "each succeeded payment has exactly one payment.succeeded event": once,
             "retried requests were replayed, not duplicated": replays_ok,
             "audit hash chain verifies": chain.ok,
         },
-        "checks_passed": expected_ok and once and replays_ok and chain.ok,
+        "checks_passed": expected_ok and settled and once and replays_ok and chain.ok,
     }
 
 
@@ -267,10 +463,10 @@ WEBHOOK_WAIT = 20.0
 class DemoPortal:
     """The portal's side of the webhooks: the SDK receiver, failing each fifth new event once."""
 
-    def __init__(self, jwks_url: str) -> None:
+    def __init__(self, jwks_url: str, clock: DemoClock) -> None:
         self.handled: list[str] = []
         self.arrived: set[str] = set()
-        self.receiver = WebhookReceiver(self._on_event, jwks_url=jwks_url)
+        self.receiver = WebhookReceiver(self._on_event, jwks_url=jwks_url, clock=clock.timestamp)
 
     async def _on_event(self, webhook: Webhook) -> None:
         self.handled.append(webhook.id)
@@ -347,12 +543,17 @@ def _tally_ipns(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    print("PayHub demo: hub + VNPay simulator + a portal, on a temporary SQLite database")
-    print(f"\n{summary['dossiers']} dossiers filed, one payment each\n")
-    print(f"  {'what the payer / network did':<46} {'n':>3}  final status")
+    banks = ", ".join(summary["banks"])
+    print(
+        f"PayHub demo: hub + bank simulators ({banks}) + a portal, on a temporary SQLite database"
+    )
+    print(f"\n{summary['dossiers']} dossiers filed, one payment each, the banks in turn\n")
+    print(f"  {'bank: what the payer / network did':<66} {'n':>3}  final status")
     for name, row in summary["scenarios"].items():
         shown = ", ".join(f"{s} {n}" for s, n in row["statuses"].items())
-        print(f"  {name:<46} {row['payments']:>3}  {shown}")
+        print(f"  {name:<66} {row['payments']:>3}  {shown}")
+    for bank, names in summary["skipped_scenarios"].items():
+        print(f"  ({bank} cannot play: {'; '.join(names)})")
     print("\nstatuses:  " + ", ".join(f"{s} {n}" for s, n in sorted(summary["statuses"].items())))
     ipns = summary["ipns"]
     codes = ", ".join(f"{code} ×{n}" for code, n in ipns["hub_answers"].items())
@@ -361,7 +562,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"+ {ipns['lost']} lost on the way"
     )
     print(f"  the hub answered {codes or 'none'}")
-    print("  (00 applied, 02 already confirmed, 97 bad signature: nothing changed)")
+    print("  (VNPay: 00 applied, 02 already confirmed, 97 bad signature: nothing changed;")
+    print("   MoMo: HTTP 204 taken, HTTP 400 refused)")
+    rec = summary["recovery"]
+    print(
+        f"recovery: {rec['bank_queries']} bank queries; {rec['recovered_by_query']} payments "
+        f"recovered by query, {rec['late_successes']} late success(es) after expiry (flagged), "
+        f"{rec['expired']} expired; {rec['unknown_at_create']} order(s) left unknown by a timeout"
+    )
     events_line = ", ".join(f"{t} {n}" for t, n in sorted(summary["events"]["by_type"].items()))
     print(f"portal events in the outbox: {summary['events']['stored']} ({events_line})")
     hooks = summary["webhooks"]
