@@ -530,7 +530,7 @@ def _tally_ipns(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
             if "RspCode" in answer:
                 answers[str(answer["RspCode"])] += 1
             elif "http_status" in answer:
-                answers[f"HTTP {answer['http_status']}"] += 1
+                answers[f"http-{answer['http_status']}"] += 1
             else:
                 lost += 1
     answered = sum(answers.values())
@@ -563,7 +563,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     print(f"  the hub answered {codes or 'none'}")
     print("  (VNPay: 00 applied, 02 already confirmed, 97 bad signature: nothing changed;")
-    print("   MoMo: HTTP 204 taken, HTTP 400 refused)")
+    print("   MoMo: http-204 taken, http-400 refused)")
     rec = summary["recovery"]
     print(
         f"recovery: {rec['bank_queries']} bank queries; {rec['recovered_by_query']} payments "
