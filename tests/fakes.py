@@ -173,6 +173,12 @@ class FakePayments:
         if stored is None or stored.status is not seen.status:
             return False
         self.tables.payments[seen.id] = changed
+        if changed.status not in (
+            PaymentStatus.PENDING,
+            PaymentStatus.UNKNOWN,
+            PaymentStatus.EXPIRED,
+        ):  # settled: off the recovery schedule, as the SQL repository does
+            self.tables.query_schedule[seen.id] = (None, self._schedule(seen.id)[1])
         return True
 
     async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> None:

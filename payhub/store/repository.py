@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payhub.domain.clock import rfc3339
@@ -152,6 +152,11 @@ _DOSSIER = (
 )
 _DOSSIER_ORDERED = _DOSSIER.order_by(payments.c.created_at, payments.c.id)
 _DOSSIER_SUCCEEDED = _DOSSIER.where(payments.c.status == PaymentStatus.SUCCEEDED.value)
+# A payment that becomes succeeded, failed or cancelled leaves the recovery schedule at
+# once, so no worker claims it only to find it settled; open and expired ones stay on it.
+_STILL_QUERIED = tuple(
+    s.value for s in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN, PaymentStatus.EXPIRED)
+)
 _CHANGE_STATUS = (
     update(payments)
     .where(payments.c.id == bindparam("pid"), payments.c.status == bindparam("seen"))
@@ -161,6 +166,9 @@ _CHANGE_STATUS = (
         failure_code=bindparam("failure_code"),
         bank_transaction_id=bindparam("bank_transaction_id"),
         updated_at=bindparam("at"),
+        next_query_at=case(
+            (bindparam("status").in_(_STILL_QUERIED), payments.c.next_query_at), else_=None
+        ),
     )
 )
 # Recovery: the due payments, oldest due first, by a range scan of ix_payments_next_query_at.

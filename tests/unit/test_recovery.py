@@ -308,15 +308,27 @@ async def test_a_late_success_confirmed_by_the_bank_is_flagged_too(desk: Desk) -
     assert desk.ledger.tables.audit[-1].detail["late"] is True
 
 
-async def test_a_payment_confirmed_meanwhile_is_not_queried_and_leaves_the_schedule(
+async def test_a_payment_confirmed_by_its_bank_leaves_the_schedule(
     desk: Desk,
 ) -> None:
     payment_id = await desk.create()
     await desk.payments.confirm("fake", paid(desk.reference(payment_id)))
-    assert await desk.at(120) == 1
+    assert await desk.at(120) == 0
     assert desk.bank.queries == []
     assert desk.next_query(payment_id) is None
     assert await desk.at(86_400) == 0
+
+
+async def test_a_payment_confirmed_while_claimed_is_left_as_it_is(desk: Desk) -> None:
+    payment_id = await desk.create()
+    desk.clock.now = T0 + timedelta(seconds=120)
+    (due,) = await desk.worker.recovery.claim_due(desk.clock())
+    await desk.payments.confirm("fake", paid(desk.reference(payment_id)))
+    audited = len(desk.ledger.tables.audit)
+    assert await desk.worker.recovery.settle(due, None) is Settled.DONE
+    assert desk.status(payment_id) is PaymentStatus.SUCCEEDED
+    assert len(desk.ledger.tables.audit) == audited
+    assert desk.next_query(payment_id) is None
 
 
 async def test_an_amount_that_differs_is_audited_and_never_applied(desk: Desk) -> None:
