@@ -786,6 +786,27 @@ def test_demo_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(ipns["hub_answers"].values()) == ipns["answered"]
     assert ipns["lost"] >= 1  # the scenario "confirmation lost" is among the first 12
     assert {"00", "02", "97"} <= set(ipns["hub_answers"])
+    assert summary["statuses"].get("pending", 0) == summary["statuses"].get("unknown", 0) == 0
+
+
+def test_demo_recovers_what_its_faults_lost(capsys: pytest.CaptureFixture[str]) -> None:
+    """26 dossiers: every scenario of both banks, the MoMo order timeout included."""
+    code, out, err = cli(capsys, "demo", "--payments", 26, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["checks_passed"] is True
+    assert summary["banks"] == ["vnpay", "momo"]
+    recovery = summary["recovery"]
+    assert recovery["unknown_at_create"] == 1
+    assert recovery["late_successes"] == 2
+    # per bank: lost, wrong key, tampered; the timed-out order and the abandoned pay
+    # pages expire, as do the two late payers before they pay
+    assert recovery["recovered_by_query"] == 6
+    assert recovery["expired"] == 1 + 2 + 2
+    assert summary["statuses"]["expired"] == 3
+    assert summary["skipped_scenarios"] == {
+        "vnpay": ["bank times out on the order (unknown, expires)"]
+    }
 
 
 def test_demo_says_how_the_ipns_add_up(capsys: pytest.CaptureFixture[str]) -> None:
