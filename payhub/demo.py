@@ -68,6 +68,8 @@ PAYERS = ["Nguyễn Văn An", "Trần Thị Bích", "Lê Hoàng Cường", "Ph�
 
 QUERY = "query"
 """A scenario that needs the bank's status query to tell a paid order (recovery)."""
+FAULTS = "faults"
+"""A scenario that needs the simulator toolkit's fault knobs and ``abandon`` payer."""
 REMOTE = "remote"
 """A scenario that needs a bank whose orders are placed over the network (a timeout)."""
 QUERYING_PROTOCOLS = frozenset({"vnpay", "momo"})
@@ -105,22 +107,23 @@ SCENARIOS = [
         "success",
         "succeeded",
         faults={"duplicate_confirmation": 2, "concurrent_duplicates": True},
+        needs=frozenset({FAULTS}),
     ),
     Scenario(
         "pays; confirmation lost (recovered by query)",
         "success",
         "succeeded",
         faults=LOST,
-        needs=frozenset({QUERY}),
+        needs=frozenset({QUERY, FAULTS}),
     ),
     Scenario(
         "pays; IPN signed with a wrong key (rejected, then queried)",
         "success",
         "succeeded",
         faults={"bad_signature": 1, "ipn_retries": 0},
-        needs=frozenset({QUERY}),
+        needs=frozenset({QUERY, FAULTS}),
     ),
-    Scenario("abandons the pay page (expires)", "abandon", "expired"),
+    Scenario("abandons the pay page (expires)", "abandon", "expired", needs=frozenset({FAULTS})),
     Scenario(
         "insufficient funds",
         "insufficient_funds",
@@ -135,7 +138,7 @@ SCENARIOS = [
         "success",
         "succeeded",
         faults={"tamper_amount": 1, "ipn_retries": 0},
-        needs=frozenset({QUERY}),
+        needs=frozenset({QUERY, FAULTS}),
     ),
     Scenario("portal cancels before paying", None, "cancelled", portal_cancels=True),
     Scenario(
@@ -143,14 +146,14 @@ SCENARIOS = [
         "success",
         "succeeded",
         faults=LOST,
-        needs=frozenset({QUERY}),
+        needs=frozenset({QUERY, FAULTS}),
         pays_after_expiry=True,
     ),
     Scenario(
         "bank times out on the order (unknown, expires)",
         None,
         "expired",
-        needs=frozenset({REMOTE}),
+        needs=frozenset({REMOTE, FAULTS}),
         order_times_out=True,
     ),
 ]
@@ -231,7 +234,7 @@ def _with_order_timeout(settings: Settings) -> tuple[Settings, set[str]]:
 
 def _capabilities(sub: web.Application, protocol: str, timing_out: bool) -> frozenset[str]:
     simulated = sub.get(BANK)
-    found = set(simulated.outcomes) if simulated is not None else set()
+    found = {*simulated.outcomes, FAULTS} if simulated is not None else set()
     if protocol in QUERYING_PROTOCOLS:
         found.add(QUERY)
     if timing_out and simulated is not None:
