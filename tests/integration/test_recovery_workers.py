@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from payhub.api.schemas import parse_payment_request
 from payhub.connectors.port import Confirmation, ConfirmationStatus
 from payhub.domain.clock import FakeClock, system_clock
-from payhub.domain.requests import parse_payment_request
 from payhub.recovery.schedule import RecoveryPolicy
 from payhub.recovery.worker import RecoveryWorker
 from payhub.service.payments import PaymentService

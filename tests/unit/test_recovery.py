@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from payhub.api.schemas import parse_payment_request
 from payhub.connectors.port import Confirmation, ConfirmationStatus, OrderRequest, PlacedOrder
 from payhub.domain.clock import FakeClock
-from payhub.domain.requests import parse_payment_request
 from payhub.domain.states import PaymentStatus
 from payhub.errors import BankAnswerInvalid, BankUnavailable, ConfigError, ProblemError
 from payhub.recovery.schedule import RecoveryPolicy
