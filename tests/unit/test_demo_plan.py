@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from payhub.demo import FAULTS, QUERY, REMOTE, SCENARIOS, plan
+from payhub.demo import FAULTS, QUERY, REMOTE, REPORTS_FAILURE, SCENARIOS, plan
 
 
 def test_a_bank_without_query_or_faults_plays_only_plain_scenarios() -> None:
-    full = frozenset({QUERY, FAULTS, REMOTE, "insufficient_funds", "pay_twice", "cancel"})
+    full = frozenset(
+        {QUERY, FAULTS, REMOTE, REPORTS_FAILURE, "insufficient_funds", "pay_twice", "cancel"}
+    )
     chosen, skipped = plan({"momo": full, "transfer": frozenset()}, 40)
 
     assert [bank for bank, _ in chosen[:4]] == ["momo", "transfer", "momo", "transfer"]
