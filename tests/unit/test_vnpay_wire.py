@@ -182,6 +182,11 @@ def test_any_single_character_change_breaks_the_hash(
     assert not wire.verify_query({**signed, key: changed}, SECRET)
 
 
+def test_a_lone_surrogate_in_a_value_is_refused_not_raised() -> None:
+    signed = _signed({"vnp_TxnRef": "PH0000000001"})
+    assert not wire.verify_query({**signed, "vnp_OrderInfo": "\ud800"}, SECRET)
+
+
 @given(params=_params, data=st.data())
 def test_any_changed_hash_digit_fails(params: dict[str, str], data: st.DataObject) -> None:
     signed = _signed(params)
