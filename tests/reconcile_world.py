@@ -146,9 +146,10 @@ def faulty_day(bank: str = "vnpay") -> FaultyDay:
 
 
 async def load(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
+    from payhub.store.engine import writing_connection
     from payhub.store.tables import payments
 
-    async with engine.begin() as conn:
+    async with writing_connection(engine) as conn, conn.begin():
         await conn.execute(insert(payments), rows)
 
 

@@ -17,10 +17,9 @@ Order, and why:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
@@ -36,6 +35,7 @@ from payhub.reconcile.entries import ByteSource, ReferenceFinder, StatementEntry
 from payhub.reconcile.formats import reader_for
 from payhub.service.settlement import settle_from_statement
 from payhub.store import reconciliation as store
+from payhub.store.engine import writing_connection
 from payhub.store.ledger import Ledger
 
 STAGE_BATCH = 20_000
@@ -44,18 +44,6 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, lines staged) as the statement is read."""
-
-
-@contextlib.asynccontextmanager
-async def _writer(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection whose SQLite transactions take the write lock when they begin.
-
-    A run writes beside the ledger and the delivery worker. A deferred SQLite transaction
-    that reads first and then writes fails at once ("database is locked", no busy wait)
-    when another connection committed in between; ``BEGIN IMMEDIATE`` waits its turn.
-    """
-    async with engine.connect() as conn:
-        yield await conn.execution_options(sqlite_begin="IMMEDIATE")
 
 
 class _Hashing:
@@ -106,7 +94,7 @@ class Reconciler:
         reader = reader_for(request.statement_format)
         run_id = new_id("rec")
         day = request.business_date.isoformat()
-        async with _writer(self.engine) as conn, conn.begin():
+        async with writing_connection(self.engine) as conn, conn.begin():
             await store.create_run(
                 conn,
                 {
@@ -125,7 +113,7 @@ class Reconciler:
             )
         hashing = _Hashing(stream)
         window = store.DayWindow(request.business_date)
-        async with _writer(self.engine) as conn:
+        async with writing_connection(self.engine) as conn:
             await store.tune(conn)
             try:
                 async with conn.begin():
@@ -170,7 +158,7 @@ class Reconciler:
             bank=request.bank,
             actor=f"reconciliation:{run_id}",
         )
-        async with _writer(self.engine) as conn, conn.begin():
+        async with writing_connection(self.engine) as conn, conn.begin():
             await store.reclassify(conn, run_id, outcome.already, "matched")
             counts, totals = await store.summarise(conn, run_id)
             summary = await store.summarise_statement(conn, run_id)
@@ -199,7 +187,7 @@ class Reconciler:
         self, run_id: str, request: RunRequest, exc: StatementError
     ) -> dict[str, Any]:
         """Record why the statement could not be read; nothing else was written."""
-        async with _writer(self.engine) as conn, conn.begin():
+        async with writing_connection(self.engine) as conn, conn.begin():
             await store.discard_run(conn, run_id)
             await store.finish_run(
                 conn, run_id, status="failed", error=str(exc), completed_at=self.clock()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 class InlineSqliteConnection(aiosqlite.Connection):
@@ -113,3 +114,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def writing_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose transactions take SQLite's write lock when they begin.
+
+    Statements run inline on the event loop (``InlineSqliteConnection``); only ``BEGIN
+    IMMEDIATE`` and ``COMMIT`` wait in a thread. A *deferred* transaction that writes
+    beside the running ledger would wait for the lock inline, blocking the very loop the
+    ledger needs to commit: the loop stands still until the busy timeout. Code that
+    writes outside the ledger (a reconciliation run, a test's setup) uses this instead
+    of ``engine.begin()``. On PostgreSQL it is a plain connection.
+    """
+    async with engine.connect() as conn:
+        yield await conn.execution_options(sqlite_begin="IMMEDIATE")

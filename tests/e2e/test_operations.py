@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from payhub import keys
 from payhub.observability.logging import log_processors
 from payhub.store import migrate
-from payhub.store.engine import create_engine
+from payhub.store.engine import create_engine, writing_connection
 from tests.factories import CONTRACT_EXAMPLE, VNPAY_SECRET, Hub, World, payment_body
 
 ID_NUMBER = CONTRACT_EXAMPLE["payer"]["id_number"]
@@ -69,12 +69,12 @@ async def test_readyz_is_not_ready_when_the_schema_falls_behind(hub: Hub) -> Non
     engine = hub.app[keys.ENGINE]
     async with engine.connect() as conn:
         head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    async with engine.begin() as conn:
+    async with writing_connection(engine) as conn, conn.begin():
         await conn.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
     try:
         status, content_type, body, _ = await get(hub, "/readyz")
     finally:  # the PostgreSQL test database is shared by the whole session
-        async with engine.begin() as conn:
+        async with writing_connection(engine) as conn, conn.begin():
             await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     assert (status, content_type) == (503, "application/problem+json")
     problem = json.loads(body)
