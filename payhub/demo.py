@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import socket
 import sys
@@ -31,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,12 @@ from banks.simulation.control import BANK
 from payhub import keys
 from payhub.app import create_app, notify_url, simulator_factory
 from payhub.connectors.registry import connector_class
-from payhub.domain.clock import system_clock
+from payhub.domain.clock import system_clock, to_vietnam
 from payhub.portal.client import PortalClient
 from payhub.portal.receiver import WebhookReceiver
 from payhub.portal.webhooks import Webhook
+from payhub.reconcile.engine import Reconciler, RunRequest
+from payhub.reconcile.formats import usual_format
 from payhub.recovery.lifecycle import RECOVERY
 from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.recovery import Settled
@@ -331,6 +334,7 @@ async def _play(
     ]
     progress = sys.stderr.isatty()
     worker = app[RECOVERY]
+    business_day = to_vietnam(clock()).date()
     async with aiohttp.ClientSession() as session:
         portal = PortalClient(session, base, keyid="demo", key=key, clock=clock)
 
@@ -420,6 +424,7 @@ async def _play(
             if not page["has_more"]:
                 break
             after = page["data"][-1]["id"]
+        reconciliations = await _reconcile_the_day(app, session, base, capabilities, business_day)
 
     engine = app[keys.ENGINE]
     chain = await verify_chain(engine)
@@ -461,6 +466,7 @@ async def _play(
         "skipped_scenarios": {bank: names for bank, names in skipped.items() if names},
         "ipns": ipns,
         "recovery": recovery,
+        "reconciliation": reconciliations,
         "events": {"stored": stored_events, "pulled": len(pulled), "by_type": dict(event_types)},
         "audit_chain": {"ok": chain.ok, "entries": chain.entries},
         "checks": {
@@ -472,6 +478,34 @@ async def _play(
         },
         "checks_passed": expected_ok and settled and once and replays_ok and chain.ok,
     }
+
+
+async def _reconcile_the_day(
+    app: web.Application,
+    session: aiohttp.ClientSession,
+    base: str,
+    capabilities: Mapping[str, frozenset[str]],
+    day: date,
+) -> dict[str, Any]:
+    """Finance's end of the day: each bank's statement of the demo's business day, reconciled.
+
+    Recovery already settled what confirmations did not, so most lines match; what is left
+    (a short transfer, money for a failed payment) are the exceptions a person resolves.
+    """
+    reconciler = Reconciler(app[keys.ENGINE], app[keys.LEDGER], app[keys.CLOCK])
+    settings: Settings = app[keys.SETTINGS]
+    runs: dict[str, Any] = {}
+    for bank in capabilities:
+        url = f"{base}/sim/{bank}/_sim/statement"
+        async with session.get(url, params={"date": day.isoformat()}) as answer:
+            statement = await answer.read()
+        protocol = settings.banks[bank].connector
+        run = await reconciler.run(
+            RunRequest(bank, day, usual_format(protocol), "finance:demo"), io.BytesIO(statement)
+        )
+        counts = {name: n for name, n in run["counts"].items() if n}
+        runs[bank] = {"status": run["status"], "counts": counts, "run": run["id"]}
+    return runs
 
 
 WEBHOOK_CHECK = "every event reached the portal's webhook receiver, handled once"
@@ -600,6 +634,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"dropped {hooks['duplicates_dropped']} duplicate(s)"
     )
     audit = summary["audit_chain"]
+    for bank, run in summary["reconciliation"].items():
+        counts = ", ".join(f"{name} {n}" for name, n in sorted(run["counts"].items()))
+        print(f"reconciliation of {bank}'s statement: {run['status']}; {counts or 'no lines'}")
     print(f"audit trail: {audit['entries']} entries, chain {'ok' if audit['ok'] else 'BROKEN'}")
     print("\nchecks:")
     for name, ok in summary["checks"].items():

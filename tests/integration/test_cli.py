@@ -806,6 +806,23 @@ def test_demo_recovers_what_its_faults_lost(capsys: pytest.CaptureFixture[str]) 
     assert "bank times out on the order (unknown, expires)" in summary["skipped_scenarios"]["vnpay"]
 
 
+def test_demo_ends_with_each_banks_statement_reconciled(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every bank's statement of the day is reconciled; the payers who paid twice show up as
+    duplicates, everything else matches (recovery already settled the lost confirmations)."""
+    code, out, err = cli(capsys, "demo", "--payments", 36, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    runs = summary["reconciliation"]
+    assert set(runs) == set(summary["banks"])
+    assert all(run["status"] == "completed" for run in runs.values())
+    matched = sum(run["counts"].get("matched", 0) for run in runs.values())
+    paid_twice = sum(
+        row["payments"] for name, row in summary["scenarios"].items() if "pays twice" in name
+    )
+    assert matched == summary["statuses"]["succeeded"]
+    assert sum(run["counts"].get("duplicate", 0) for run in runs.values()) == paid_twice
+
+
 def test_demo_says_how_the_ipns_add_up(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "demo", "--payments", 12)
     assert code == 0, err
