@@ -206,6 +206,36 @@ def signed_credit_notifications(
     return requests
 
 
+def signed_wallet_ipns(
+    port: int, payments: Sequence[dict[str, Any]], momo: dict[str, str]
+) -> list[bytes]:
+    """One successful MoMo IPN per payment, signed as the wallet signs them."""
+    from banks.momo import wire
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    requests = []
+    for number, payment in enumerate(payments):
+        ipn: dict[str, Any] = {
+            "partnerCode": momo["partner_code"],
+            "orderId": payment["bank_reference"],
+            "requestId": f"bench-{number}",
+            "amount": payment["amount"],
+            "orderInfo": "Le phi ho so",
+            "orderType": wire.ORDER_TYPE,
+            "transId": 3_200_000_000 + number,
+            "resultCode": wire.SUCCESS,
+            "message": "Successful.",
+            "payType": "qr",
+            "responseTime": now,
+            "extraData": "",
+        }
+        signed = {**ipn, "accessKey": momo["access_key"]}
+        ipn["signature"] = wire.sign(signed, wire.IPN_FIELDS, momo["secret_key"])
+        headers = {"Content-Type": "application/json"}
+        requests.append(http_request("POST", "/banks/momo/notify", port, headers, encode_json(ipn)))
+    return requests
+
+
 # --- checking every answer ---------------------------------------------------------------
 
 
@@ -239,6 +269,8 @@ def _names_its_reference(payment: dict[str, Any]) -> bool:
         from banks.vietqr.emvco import decode_vietqr
 
         return decode_vietqr(str(payment.get("qr"))).purpose == reference
+    if payment.get("bank") == "momo":  # the wallet's payUrl names its own token
+        return bool(reference) and str(payment.get("payment_url")).startswith("http")
     query = dict(parse_qsl(urlsplit(str(payment.get("payment_url"))).query))
     return query.get("vnp_TxnRef") == reference
 
@@ -261,6 +293,10 @@ def check_confirms(outcome: Outcome) -> int:
             ok = False
         wrong += not ok
     return wrong
+
+
+def check_wallet_answers(outcome: Outcome) -> int:
+    return sum(1 for status, _ in outcome.answers if status != 204)
 
 
 def check_credit_answers(outcome: Outcome) -> int:
@@ -394,6 +430,8 @@ class Setup:
     workers: int
     vietqr: tuple[Path, tuple[str, str]] | None = None
     """The simulated collecting bank's signing key file and (BIN, account), when configured."""
+    momo: dict[str, str] | None = None
+    """The MoMo merchant's partner code, access key and secret key, when configured."""
     runs: list[str] = field(default_factory=list)
 
     def run_id(self) -> str:
@@ -449,7 +487,15 @@ async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setu
         hash_secret=str(vnpay["hash_secret"]),
         workers=workers,
         vietqr=_vietqr_bank(settings),
+        momo=_momo_merchant(settings),
     )
+
+
+def _momo_merchant(settings: Any) -> dict[str, str] | None:
+    bank = settings.banks.get("momo")
+    if bank is None:
+        return None
+    return {name: str(bank.options[name]) for name in ("partner_code", "access_key", "secret_key")}
 
 
 def _vietqr_bank(settings: Any) -> tuple[Path, tuple[str, str]] | None:
@@ -464,6 +510,8 @@ async def _start_hub(setup: Setup) -> list[Process]:
     command = [sys.executable, "-m", "payhub.cli", "serve", "--config", str(setup.config)]
     if setup.workers > 1:
         command += ["--workers", str(setup.workers)]
+    else:  # as `init` sets it up: MoMo orders go to its simulator on the same server
+        command += ["--simulators"]
     processes = await _spawn(1, *command)
     try:
         await _wait_listening(setup.port, "/readyz", processes)
@@ -576,6 +624,20 @@ async def _measure_round(
         measured.wrong["confirm"] = check_confirms(outcome)
         confirmed_ids = [p["id"] for p in to_confirm[warm_count : warm_count + requests]]
         say(f"  confirm        {outcome.summary()['per_second']:>9}/s")
+        if setup.momo is not None and setup.workers == 1:  # orders placed at its simulator
+            made, amounts = signed_creates(
+                setup.port, "demo", setup.demo_key, setup.run_id(), requests, "momo"
+            )
+            answered = await send_all(setup.port, made, concurrency, [])
+            wrong, wallet = check_creates(answered, amounts)
+            measured.wrong["confirm-momo"] = wrong
+            created_ids += [p["id"] for p in wallet]
+            ipns = signed_wallet_ipns(setup.port, wallet, setup.momo)
+            outcome = await send_all(setup.port, ipns, concurrency, pids)
+            measured.scenarios["confirm-momo"] = outcome.summary()
+            measured.wrong["confirm-momo"] += check_wallet_answers(outcome)
+            confirmed_ids += [p["id"] for p in wallet]
+            say(f"  confirm-momo   {outcome.summary()['per_second']:>9}/s")
         if setup.vietqr is not None:  # a transfer bank: orders are QR payloads, made locally
             made, amounts = signed_creates(
                 setup.port, "demo", setup.demo_key, setup.run_id(), requests, "vietqr"

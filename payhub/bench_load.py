@@ -22,7 +22,8 @@ class HttpConnection(asyncio.Protocol):
 
     Far lighter than a full client (no header objects, no cookie jar), so that on a small
     machine the generator takes as little of the CPU the server needs as it can. Answers
-    must carry ``Content-Length`` (aiohttp's do); anything else is a wrong answer.
+    must carry ``Content-Length`` (aiohttp's do) unless it is a 204 or 304, which have no
+    body; anything else is a wrong answer.
     """
 
     def __init__(self) -> None:
@@ -58,9 +59,12 @@ class HttpConnection(asyncio.Protocol):
             return None
         head = bytes(buffer[:end]).lower()
         at = head.find(b"\r\ncontent-length:")
-        if at < 0:
+        if head[9:12] in (b"204", b"304"):  # no body, by definition (RFC 9110 §6.4.1)
+            length = 0
+        elif at < 0:
             raise ValueError("an answer without Content-Length")
-        length = int(head[at + 17 :].split(b"\r\n", 1)[0])
+        else:
+            length = int(head[at + 17 :].split(b"\r\n", 1)[0])
         total = end + 4 + length
         if len(buffer) < total:
             return None
