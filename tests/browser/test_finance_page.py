@@ -26,6 +26,13 @@ from tests.reconcile_world import DAY, faulty_day, load, stream
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
+
+# A fresh machine with only Python has no browser: the quick start's test command says so
+# and goes on. CI (``CI`` set; ``.ci/run`` installs chromium first) never lets it pass.
+pytestmark = pytest.mark.skipif(
+    not HAVE_CHROMIUM and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)",
+)
 SCREENSHOTS = os.environ.get("PAYHUB_SCREENSHOTS")
 """A folder to keep the screenshots in, to look at them; a temporary one otherwise."""
 
