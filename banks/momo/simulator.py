@@ -475,6 +475,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     if body is None:
         return _bad_format()
     code, order = gateway.create(body)
+    if await gateway.answer_lost():
+        return web.Response(status=503)
     answer: dict[str, Any] = {
         "partnerCode": gateway.partner_code,
         "requestId": body.get("requestId"),

@@ -202,6 +202,18 @@ class SimulatedBank(abc.ABC, Generic[OrderT]):
             return web.Response(status=503)
         return None
 
+    async def answer_lost(self) -> bool:
+        """After the request was carried out: whether its answer is lost on the way back.
+
+        The bank holds the order, the merchant hears nothing (it hangs ``hang_seconds``,
+        then gets a 503 it has long stopped waiting for): the case only a status query
+        can settle, unlike ``timeout_rate``, which hangs before the request is read.
+        """
+        if self.roll(self.faults.answer_lost_rate):
+            await self.pause(self.faults.hang_seconds)
+            return True
+        return False
+
     # --- confirmations -------------------------------------------------------------------
 
     async def deliver(

@@ -13,6 +13,8 @@ knob                        default  effect
 ``timeout_rate``            0        fraction of bank-API requests that hang ``hang_seconds``
 ``hang_seconds``            30       how long a hung request hangs (at most 60; ends on shutdown)
 ``reset_rate``              0        fraction of bank-API connections dropped without answer
+``answer_lost_rate``        0        fraction of bank-API requests carried out, whose answer then
+                                     hangs ``hang_seconds`` and is lost (the order exists)
 ``lose_confirmation``       0        fraction of confirmations never sent (nor retried)
 ``duplicate_confirmation``  0        extra copies of every confirmation
 ``concurrent_duplicates``   false    send a confirmation and its copies at the same time
@@ -116,6 +118,7 @@ class Faults:
     timeout_rate: float = 0.0
     hang_seconds: float = 30.0
     reset_rate: float = 0.0
+    answer_lost_rate: float = 0.0
     lose_confirmation: float = 0.0
     duplicate_confirmation: int = 0
     concurrent_duplicates: bool = False
@@ -134,6 +137,7 @@ class Faults:
         "timeout_rate": fraction,
         "hang_seconds": seconds(MAX_HANG_SECONDS),
         "reset_rate": fraction,
+        "answer_lost_rate": fraction,
         "lose_confirmation": fraction,
         "duplicate_confirmation": count(MAX_COPIES),
         "concurrent_duplicates": flag,

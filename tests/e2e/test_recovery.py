@@ -20,9 +20,7 @@ from sqlalchemy import select
 
 from banks.simulation import ManualClock
 from payhub import keys
-from payhub.connectors.port import OrderRequest, PlacedOrder
 from payhub.domain.clock import system_clock
-from payhub.errors import BankUnavailable
 from payhub.recovery.lifecycle import RECOVERY
 from payhub.recovery.worker import RecoveryWorker
 from payhub.service.recovery import Settled
@@ -149,28 +147,14 @@ async def test_momo_api_request_codes_change_nothing_and_are_retried(scene: Scen
     assert await scene.status(payment["id"]) == "succeeded"
 
 
-def lose_create_answers(scene: Scene) -> None:
-    """MoMo takes each order, and its answer is lost on the way back (a read timeout).
-
-    The simulator's ``timeout_rate`` hangs before it reads the request, so the bank
-    never holds those orders; this plays the other case, the one that needs a query.
-    """
-    connector = scene.hub.app[keys.CONNECTORS]["momo"]
-    placed = connector.place_order
-
-    async def answer_lost(order: OrderRequest) -> PlacedOrder:
-        await placed(order)
-        raise BankUnavailable("MoMo create: TimeoutError") from TimeoutError()
-
-    connector.place_order = answer_lost  # type: ignore[method-assign]
-
-
 async def test_momo_timeout_leaves_the_payment_unknown_and_a_query_settles_it(
     scene: Scene,
 ) -> None:
-    lose_create_answers(scene)
+    # MoMo takes the order and its answer is lost on the way back (the hub times out)
+    await scene.sim("momo", "/_sim/faults", "PUT", answer_lost_rate=1, hang_seconds=60)
     payment = await scene.create("momo")
     assert payment["status"] == "unknown"
+    await scene.sim("momo", "/_sim/faults", "PUT")
     assert payment["payment_url"] is None
     await scene.pay_unheard("momo", payment)
 
