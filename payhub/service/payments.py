@@ -356,26 +356,11 @@ class PaymentService:
             if payment is None:
                 return ConfirmationOutcome.UNKNOWN_ORDER
             actor = f"bank:{bank}"
-            if confirmation.amount != payment.amount:
-                work.audit(
-                    actor=actor,
-                    action="confirmation.amount_mismatch",
-                    payment_id=payment.id,
-                    from_status=payment.status.value,
-                    detail={
-                        "expected": payment.amount,
-                        "confirmed": confirmation.amount,
-                        "status": confirmation.status.value,
-                    },
-                )
+            if not amount_matches(work, payment, confirmation, actor=actor):
                 return ConfirmationOutcome.AMOUNT_MISMATCH
             if confirmation.status is ConfirmationStatus.PENDING:
                 return ConfirmationOutcome.IGNORED
-            target = (
-                PaymentStatus.SUCCEEDED
-                if confirmation.status is ConfirmationStatus.SUCCEEDED
-                else PaymentStatus.FAILED
-            )
+            target = target_status(confirmation)
             if payment.status is target:
                 if _another_payment(payment, confirmation):
                     # The payer paid twice (two transfers, two wallet payments): the
@@ -419,6 +404,44 @@ class PaymentService:
             return ConfirmationOutcome.APPLIED
 
         return await self.ledger.run(confirm_unit)
+
+
+def amount_matches(
+    work: UnitOfWork,
+    payment: Payment,
+    confirmation: Confirmation,
+    *,
+    actor: str,
+    via: str | None = None,
+) -> bool:
+    """Whether the bank's amount is the payment's; a mismatch is audited, never applied.
+
+    One rule for every way a bank's word arrives (its confirmation, an answer to a query).
+    """
+    if confirmation.amount == payment.amount:
+        return True
+    detail: dict[str, Any] = {
+        "expected": payment.amount,
+        "confirmed": confirmation.amount,
+        "status": confirmation.status.value,
+    }
+    if via is not None:
+        detail["via"] = via
+    work.audit(
+        actor=actor,
+        action="confirmation.amount_mismatch",
+        payment_id=payment.id,
+        from_status=payment.status.value,
+        detail=detail,
+    )
+    return False
+
+
+def target_status(confirmation: Confirmation) -> PaymentStatus:
+    """Where a final confirmation moves a payment."""
+    if confirmation.status is ConfirmationStatus.SUCCEEDED:
+        return PaymentStatus.SUCCEEDED
+    return PaymentStatus.FAILED
 
 
 def _another_payment(payment: Payment, confirmation: Confirmation) -> bool:

@@ -30,7 +30,7 @@ from payhub.connectors.port import Confirmation, ConfirmationStatus
 from payhub.domain.payment import Payment
 from payhub.domain.states import PaymentStatus, can_transition, is_open
 from payhub.recovery.schedule import RecoveryPolicy
-from payhub.service.payments import transition
+from payhub.service.payments import amount_matches, target_status, transition
 from payhub.service.unit_of_work import DueQuery, UnitOfWork, UnitRunner
 
 log = structlog.get_logger(__name__)
@@ -128,22 +128,10 @@ async def _apply(work: UnitOfWork, payment: Payment, asked: Asked | None, now: d
         return Settled.DONE
     if found is None or found.status is ConfirmationStatus.PENDING:
         return Settled.RESCHEDULED
-    if found.amount != payment.amount:
-        work.audit(
-            actor=ACTOR,
-            action="confirmation.amount_mismatch",
-            payment_id=payment.id,
-            from_status=payment.status.value,
-            detail={
-                "expected": payment.amount,
-                "confirmed": found.amount,
-                "status": found.status.value,
-                "via": "query",
-            },
-        )
+    if not amount_matches(work, payment, found, actor=ACTOR, via="query"):
         return Settled.AMOUNT_MISMATCH
-    succeeded = found.status is ConfirmationStatus.SUCCEEDED
-    target = PaymentStatus.SUCCEEDED if succeeded else PaymentStatus.FAILED
+    target = target_status(found)
+    succeeded = target is PaymentStatus.SUCCEEDED
     if not can_transition(payment.status, target):  # a failure for an expired payment
         return Settled.RESCHEDULED
     late = payment.status is PaymentStatus.EXPIRED
