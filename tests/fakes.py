@@ -157,9 +157,11 @@ class FakePayments:
                 return payment
         return None
 
-    async def succeeded_for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
+    async def others_succeeded_for_dossier(
+        self, portal_id: str, dossier_code: str, *, besides: str
+    ) -> list[Payment]:
         found = await self.for_dossier(portal_id, dossier_code)
-        return [p for p in found if p.status is PaymentStatus.SUCCEEDED]
+        return [p for p in found if p.status is PaymentStatus.SUCCEEDED and p.id != besides]
 
     async def get_for_refund(self, payment_id: str, *, portal_id: str) -> Payment | None:
         return await self.get(payment_id, portal_id=portal_id)

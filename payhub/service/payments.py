@@ -551,8 +551,9 @@ async def transition(
 async def _emit_if_overpaid(work: UnitOfWork, paid: Payment) -> None:
     """A second payment covering the same item codes makes the dossier overpaid: tell the portal."""
     code = paid.dossier["code"]
-    succeeded = await work.payments.succeeded_for_dossier(paid.portal_id, code)
-    others = [p for p in succeeded if p.id != paid.id]
+    others = await work.payments.others_succeeded_for_dossier(
+        paid.portal_id, code, besides=paid.id
+    )
     if not others:
         return
     before, _, _ = dossier_status(others)

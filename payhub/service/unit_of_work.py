@@ -131,8 +131,10 @@ class PaymentRepository(PaymentReader, Protocol):
         """The payment a bank's confirmation names."""
         ...
 
-    async def succeeded_for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
-        """A dossier's succeeded payments (the overpaid check)."""
+    async def others_succeeded_for_dossier(
+        self, portal_id: str, dossier_code: str, *, besides: str
+    ) -> list[Payment]:
+        """A dossier's succeeded payments other than ``besides`` (the overpaid check)."""
         ...
 
     async def get_for_refund(self, payment_id: str, *, portal_id: str) -> Payment | None:

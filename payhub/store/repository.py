@@ -151,7 +151,11 @@ _DOSSIER = (
     .where(payments.c.dossier_code == bindparam("code"))
 )
 _DOSSIER_ORDERED = _DOSSIER.order_by(payments.c.created_at, payments.c.id)
-_DOSSIER_SUCCEEDED = _DOSSIER.where(payments.c.status == PaymentStatus.SUCCEEDED.value)
+# The overpaid check runs after every success and nearly always finds nothing: the
+# payment just paid is left out here, not read back and decoded only to be dropped.
+_DOSSIER_OTHERS_SUCCEEDED = _DOSSIER.where(
+    payments.c.status == PaymentStatus.SUCCEEDED.value, payments.c.id != bindparam("paid")
+)
 # A payment that becomes succeeded, failed or cancelled leaves the recovery schedule at
 # once, so no worker claims it only to find it settled; open and expired ones stay on it.
 _STILL_QUERIED = tuple(
@@ -254,9 +258,11 @@ class SqlPayments:
         row = result.mappings().first()
         return payment_from_row(row) if row else None
 
-    async def succeeded_for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
+    async def others_succeeded_for_dossier(
+        self, portal_id: str, dossier_code: str, *, besides: str
+    ) -> list[Payment]:
         result = await self._access.reading().execute(
-            _DOSSIER_SUCCEEDED, {"portal": portal_id, "code": dossier_code}
+            _DOSSIER_OTHERS_SUCCEEDED, {"portal": portal_id, "code": dossier_code, "paid": besides}
         )
         return [payment_from_row(r) for r in result.mappings()]
 
