@@ -42,6 +42,14 @@ class InlineSqliteConnection(aiosqlite.Connection):
             return await asyncio.to_thread(partial(fn, *args, **kwargs))
         return fn(*args, **kwargs)
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection, for statements run inline (``payhub.store.prepared``)."""
+        connection = self._connection
+        if connection is None:
+            raise ValueError("Connection closed")
+        return connection
+
     async def commit(self) -> None:
         await asyncio.to_thread(self._conn.commit)
 

@@ -30,6 +30,7 @@ from payhub.service.unit_of_work import (
     NewPayment,
     NonceClaim,
 )
+from payhub.store.prepared import Prepared
 from payhub.store.sql import insert_ignore
 from payhub.store.tables import events, idempotency_keys, nonces, payments, refunds
 
@@ -139,11 +140,15 @@ def event_to_public(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-_PAYMENT = select(payments).where(payments.c.id == bindparam("id"))
-_PORTAL_PAYMENT = _PAYMENT.where(payments.c.portal_id == bindparam("portal"))
-_PORTAL_PAYMENT_HELD = _PORTAL_PAYMENT.with_for_update()
-_BY_REFERENCE = select(payments).where(
-    payments.c.bank_reference == bindparam("reference"), payments.c.bank == bindparam("bank")
+_PAYMENT_ROW = select(payments).where(payments.c.id == bindparam("id"))
+_PAYMENT = Prepared(_PAYMENT_ROW)
+_PORTAL_PAYMENT_ROW = _PAYMENT_ROW.where(payments.c.portal_id == bindparam("portal"))
+_PORTAL_PAYMENT = Prepared(_PORTAL_PAYMENT_ROW)
+_PORTAL_PAYMENT_HELD = Prepared(_PORTAL_PAYMENT_ROW.with_for_update())
+_BY_REFERENCE = Prepared(
+    select(payments).where(
+        payments.c.bank_reference == bindparam("reference"), payments.c.bank == bindparam("bank")
+    )
 )
 _DOSSIER = (
     select(payments)
@@ -153,15 +158,17 @@ _DOSSIER = (
 _DOSSIER_ORDERED = _DOSSIER.order_by(payments.c.created_at, payments.c.id)
 # The overpaid check runs after every success and nearly always finds nothing: the
 # payment just paid is left out here, not read back and decoded only to be dropped.
-_DOSSIER_OTHERS_SUCCEEDED = _DOSSIER.where(
-    payments.c.status == PaymentStatus.SUCCEEDED.value, payments.c.id != bindparam("paid")
+_DOSSIER_OTHERS_SUCCEEDED = Prepared(
+    _DOSSIER.where(
+        payments.c.status == PaymentStatus.SUCCEEDED.value, payments.c.id != bindparam("paid")
+    )
 )
 # A payment that becomes succeeded, failed or cancelled leaves the recovery schedule at
 # once, so no worker claims it only to find it settled; open and expired ones stay on it.
 _STILL_QUERIED = tuple(
     s.value for s in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN, PaymentStatus.EXPIRED)
 )
-_CHANGE_STATUS = (
+_CHANGE_STATUS = Prepared(
     update(payments)
     .where(payments.c.id == bindparam("pid"), payments.c.status == bindparam("seen"))
     .values(
@@ -202,8 +209,11 @@ _ADD_REFUNDED = (
         updated_at=bindparam("at"),
     )
 )
-_KEY = select(idempotency_keys).where(
-    idempotency_keys.c.portal_id == bindparam("portal"), idempotency_keys.c.key == bindparam("key")
+_KEY = Prepared(
+    select(idempotency_keys).where(
+        idempotency_keys.c.portal_id == bindparam("portal"),
+        idempotency_keys.c.key == bindparam("key"),
+    )
 )
 _REFUND = select(refunds).where(refunds.c.id == bindparam("id"))
 _REFUNDS_TAKEN = select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
@@ -239,10 +249,9 @@ class SqlPayments:
     async def get(self, payment_id: str, *, portal_id: str | None = None) -> Payment | None:
         conn = self._access.reading()
         if portal_id is None:
-            result = await conn.execute(_PAYMENT, {"id": payment_id})
+            row = await _PAYMENT.first(conn, {"id": payment_id})
         else:
-            result = await conn.execute(_PORTAL_PAYMENT, {"id": payment_id, "portal": portal_id})
-        row = result.mappings().first()
+            row = await _PORTAL_PAYMENT.first(conn, {"id": payment_id, "portal": portal_id})
         return payment_from_row(row) if row else None
 
     async def for_dossier(self, portal_id: str, dossier_code: str) -> list[Payment]:
@@ -252,32 +261,30 @@ class SqlPayments:
         return [payment_from_row(r) for r in result.mappings()]
 
     async def by_reference(self, bank: str, bank_reference: str) -> Payment | None:
-        result = await self._access.reading().execute(
-            _BY_REFERENCE, {"reference": bank_reference, "bank": bank}
+        row = await _BY_REFERENCE.first(
+            self._access.reading(), {"reference": bank_reference, "bank": bank}
         )
-        row = result.mappings().first()
         return payment_from_row(row) if row else None
 
     async def others_succeeded_for_dossier(
         self, portal_id: str, dossier_code: str, *, besides: str
     ) -> list[Payment]:
-        result = await self._access.reading().execute(
-            _DOSSIER_OTHERS_SUCCEEDED, {"portal": portal_id, "code": dossier_code, "paid": besides}
+        rows = await _DOSSIER_OTHERS_SUCCEEDED.rows(
+            self._access.reading(), {"portal": portal_id, "code": dossier_code, "paid": besides}
         )
-        return [payment_from_row(r) for r in result.mappings()]
+        return [payment_from_row(r) for r in rows]
 
     async def get_for_refund(self, payment_id: str, *, portal_id: str) -> Payment | None:
         conn = await self._access.writing()
         # PostgreSQL: refunds of one payment one at a time; SQLite's write lock does it.
         query = _PORTAL_PAYMENT_HELD if conn.dialect.name == "postgresql" else _PORTAL_PAYMENT
-        row = (await conn.execute(query, {"id": payment_id, "portal": portal_id})).mappings()
-        found = row.first()
+        found = await query.first(conn, {"id": payment_id, "portal": portal_id})
         return payment_from_row(found) if found else None
 
     async def change_status(self, seen: Payment, changed: Payment, *, at: datetime) -> bool:
         conn = await self._access.writing()
-        result = await conn.execute(
-            _CHANGE_STATUS,
+        changed_rows = await _CHANGE_STATUS.rowcount(
+            conn,
             {
                 "pid": seen.id,
                 "seen": seen.status.value,
@@ -288,7 +295,7 @@ class SqlPayments:
                 "at": at,
             },
         )
-        return bool(result.rowcount == 1)
+        return changed_rows == 1
 
     async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> None:
         conn = await self._access.writing()
@@ -324,8 +331,7 @@ class SqlIdempotencyKeys:
         self._access = access
 
     async def get(self, portal_id: str, key: str) -> IdempotencyRecord | None:
-        result = await self._access.reading().execute(_KEY, {"portal": portal_id, "key": key})
-        row = result.mappings().first()
+        row = await _KEY.first(self._access.reading(), {"portal": portal_id, "key": key})
         if row is None:
             return None
         return IdempotencyRecord(

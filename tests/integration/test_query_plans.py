@@ -37,6 +37,7 @@ from payhub.service.recovery import Recovery, Settled
 from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
 from payhub.service.unit_of_work import NonceClaim
+from payhub.store import prepared
 from payhub.store.engine import create_engine
 from payhub.store.ledger import Ledger
 from payhub.store.nonces import DatabaseNonceStore
@@ -183,7 +184,11 @@ async def run_hot_paths(engine: AsyncEngine) -> list[Sent]:
     def body(code: str):  # type: ignore[no-untyped-def]
         return parse_payment_request(payment_body(code, bank="fake"), known_banks={"fake"})
 
+    def record_prepared(statement: str, parameters: Any) -> None:
+        record(None, None, statement, tuple(parameters))
+
     event.listen(engine.sync_engine, "before_cursor_execute", record)
+    prepared.observers.append(record_prepared)
     try:
         claim = NonceClaim("demo", "fresh-nonce", later)
         first = (await service.create("demo", "hot-1", body("L-9"), nonce=claim)).payment
@@ -208,6 +213,7 @@ async def run_hot_paths(engine: AsyncEngine) -> list[Sent]:
         assert await recovery.settle(due[0], None) is Settled.RESCHEDULED
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+        prepared.observers.remove(record_prepared)
         await ledger.close()
     unique = {s.statement: s for s in sent}
     assert len(unique) >= 12, "the hot paths should have sent a dozen kinds of statement"
