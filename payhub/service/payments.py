@@ -551,9 +551,7 @@ async def transition(
 async def _emit_if_overpaid(work: UnitOfWork, paid: Payment) -> None:
     """A second payment covering the same item codes makes the dossier overpaid: tell the portal."""
     code = paid.dossier["code"]
-    others = await work.payments.others_succeeded_for_dossier(
-        paid.portal_id, code, besides=paid.id
-    )
+    others = await work.payments.others_succeeded_for_dossier(paid.portal_id, code, besides=paid.id)
     if not others:
         return
     before, _, _ = dossier_status(others)

@@ -117,8 +117,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     if selected is not None and getattr(statement, "is_select", False):
         columns = tuple(column.key for column in selected)
         results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in selected
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected
         )
     return _Compiled(sql, tuple(slots), columns, results)
 
