@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from payhub.bench_load import HttpConnection, Outcome, http_request, send_all
 from payhub.errors import ConfigError
+from payhub.notify.measure import PORTAL_SOURCE
 from payhub.portal.client import encode_json, sign_headers
 
 BASELINE_SOURCE = """
@@ -364,6 +366,24 @@ async def check_committed(
     }
 
 
+async def webhook_states(database_url: str) -> dict[str, int]:
+    """Events by delivery state: the hub delivered them to the portal while it measured."""
+    from sqlalchemy import func, select
+
+    from payhub.store.engine import create_engine
+    from payhub.store.tables import events
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(events.c.delivery_state, func.count()).group_by(events.c.delivery_state)
+            )
+            return {str(state): int(count) for state, count in rows}
+    finally:
+        await engine.dispose()
+
+
 # --- servers -----------------------------------------------------------------------------
 
 
@@ -422,6 +442,8 @@ class Setup:
     folder: Path
     config: Path
     port: int
+    callback_port: int
+    """Where both portals receive their webhooks (a bare aiohttp portal answering 204)."""
     database_url: str
     demo_key: Ed25519PrivateKey
     hmac_secret: bytes
@@ -448,16 +470,19 @@ async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setu
     from payhub.store.engine import create_engine
 
     port = _free_port()
+    callback_port = _free_port()
+    callback = f"http://127.0.0.1:{callback_port}/payhub/events"
     config = init_setup(folder, port=port)
+    text = re.sub(r'callback_url = "[^"]*"', f'callback_url = "{callback}"', config.read_text())
     if database_url:
-        text = config.read_text().replace('"sqlite:///payhub.db"', json.dumps(database_url))
-        config.write_text(text)
+        text = text.replace('"sqlite:///payhub.db"', json.dumps(database_url))
+    config.write_text(text)
     secret_file = folder / "keys" / f"{HMAC_PORTAL}.secret"
     hmac_secret = secrets.token_bytes(32)
     secret_file.write_bytes(hmac_secret)
     add_principal(
         config, "portals", HMAC_PORTAL, hmac_secret_file=str(secret_file),
-        callback=f"http://127.0.0.1:{port + 1}/payhub/events",
+        callback=callback,
     )  # fmt: skip
     settings = load_settings(config)
     engine = create_engine(settings.database_url)
@@ -480,6 +505,7 @@ async def _prepare(folder: Path, database_url: str | None, workers: int) -> Setu
         folder=folder,
         config=config,
         port=port,
+        callback_port=callback_port,
         database_url=settings.database_url,
         demo_key=key,
         hmac_secret=hmac_secret,
@@ -533,10 +559,12 @@ def _server_pids(processes: Sequence[Process]) -> list[int]:
     return pids
 
 
-async def _run_external(folder: Path, name: str, source: str, count: int, ready: str) -> Any:
+async def _run_external(
+    folder: Path, name: str, source: str, count: int, ready: str, port: int | None = None
+) -> Any:
     script = folder / f"{name}.py"
     script.write_text(source)
-    port = _free_port()
+    port = port or _free_port()
     processes = await _spawn(count, sys.executable, str(script), str(port))
     try:
         await _wait_listening(port, ready, processes)
@@ -556,6 +584,8 @@ class Measured:
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
     wrong: dict[str, int] = field(default_factory=dict)
     committed: dict[str, int] = field(default_factory=dict)
+    webhooks: dict[str, int] = field(default_factory=dict)
+    """Events by delivery state once the hub stopped (the live portal answered 204)."""
 
     def ratios(self) -> dict[str, float]:
         base = self.scenarios["baseline"]["per_second"]
@@ -596,7 +626,17 @@ async def _measure_round(
     measured.wrong["baseline"] = check_baseline(outcome, amounts)
     say(f"  baseline       {outcome.summary()['per_second']:>9}/s")
 
-    processes = await _start_hub(setup)
+    # The portals' webhook receiver: a live portal answering 204, as in production. With
+    # none, every event's delivery is refused and retried on its schedule, and those
+    # retries would load whichever scenario runs when they come due.
+    _, portal = await _run_external(
+        folder, "portal", PORTAL_SOURCE, 1, "/payhub/events", port=setup.callback_port
+    )
+    try:
+        processes = await _start_hub(setup)
+    except BaseException:
+        await _stop(portal)
+        raise
     created_ids: list[str] = []
     confirmed_ids: list[str] = []
     try:
@@ -655,7 +695,9 @@ async def _measure_round(
             say(f"  confirm-vietqr {outcome.summary()['per_second']:>9}/s")
     finally:
         await _stop(processes)
+        await _stop(portal)
     measured.committed = await check_committed(setup.database_url, created_ids, confirmed_ids)
+    measured.webhooks = await webhook_states(setup.database_url)
     return measured
 
 
@@ -740,6 +782,7 @@ def _result(
             "ratio_to_baseline": measured.ratios(),
             "wrong_answers": measured.wrong,
             "database_check": measured.committed,
+            "webhooks": measured.webhooks,
         }
     if "preloaded" in rounds:
         empty, loaded = rounds["empty"].ratios(), rounds["preloaded"].ratios()
@@ -779,6 +822,8 @@ def _print_table(result: dict[str, Any]) -> None:
             )
         bad = {k: v for k, v in block["database_check"].items() if v}
         print(f"  database check: {'every answer committed' if not bad else bad}")
+        states = ", ".join(f"{n:,} {state}" for state, n in sorted(block["webhooks"].items()))
+        print(f"  webhooks to the live portal: {states or 'none'}")
     if "preloaded_vs_empty" in result:
         moves = ", ".join(f"{k} {v:.2f}" for k, v in result["preloaded_vs_empty"].items())
         print(f" preloaded ratio / empty ratio: {moves}")
