@@ -25,7 +25,16 @@ class InlineSqliteConnection(aiosqlite.Connection):
     the write lock) and ``COMMIT`` (which flushes to disk). SQLAlchemy
     never uses one connection from two tasks at once, so the thread and the loop never
     touch it together.
+
+    A *deferred* transaction (``BEGIN``, the default for reads) takes the write lock at its
+    first write, and may have to wait for it there while another connection or process
+    writes. So the first write of a deferred transaction also runs in a thread; once it
+    went through, the lock is held until the transaction ends and later writes run inline.
+    Writing through ``engine.begin()`` is therefore slower than through
+    ``writing_connection`` (one thread hand-off), never a stalled event loop.
     """
+
+    _holds_write_lock = False
 
     def __await__(self) -> Any:
         return self._connect().__await__()
@@ -38,8 +47,23 @@ class InlineSqliteConnection(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        if args and isinstance(args[0], str) and _takes_write_lock(args[0]):
-            return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        sql = args[0] if args and isinstance(args[0], str) else None
+        if sql is not None and not self._holds_write_lock:
+            opens = _opens_transaction(sql)
+            if opens is not None:  # BEGIN [mode]: only IMMEDIATE / EXCLUSIVE may wait
+                if opens:
+                    result = await asyncio.to_thread(partial(fn, *args, **kwargs))
+                    self._holds_write_lock = True
+                    return result
+                return fn(*args, **kwargs)
+            if _writes(sql) and self._connection is not None:
+                result = await asyncio.to_thread(partial(fn, *args, **kwargs))
+                # in a transaction the lock is now held until it ends; a statement on its
+                # own (autocommit) took and released it
+                self._holds_write_lock = self._connection.in_transaction
+                return result
+        elif sql is not None and _ends_transaction(sql):
+            self._holds_write_lock = False
         return fn(*args, **kwargs)
 
     @property
@@ -50,8 +74,18 @@ class InlineSqliteConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         return connection
 
+    @property
+    def holds_write_lock(self) -> bool:
+        """Whether this connection's transaction has the write lock (statements may write)."""
+        return self._holds_write_lock
+
     async def commit(self) -> None:
         await asyncio.to_thread(self._conn.commit)
+        self._holds_write_lock = False
+
+    async def rollback(self) -> None:
+        await super().rollback()
+        self._holds_write_lock = False
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -67,10 +101,34 @@ class InlineSqliteConnection(aiosqlite.Connection):
         self._running = False
 
 
-def _takes_write_lock(sql: str) -> bool:
-    """``BEGIN IMMEDIATE`` / ``EXCLUSIVE`` may wait for another process; ``BEGIN`` never does."""
+def _opens_transaction(sql: str) -> bool | None:
+    """``None`` unless ``sql`` is ``BEGIN``; then whether it takes the write lock at once.
+
+    ``BEGIN IMMEDIATE`` / ``EXCLUSIVE`` may wait for another process; ``BEGIN`` never does.
+    """
     words = sql.split(None, 2)
-    return len(words) >= 2 and words[0].upper() == "BEGIN" and words[1].upper() != "DEFERRED"
+    if not words or words[0].upper() != "BEGIN":
+        return None
+    return len(words) >= 2 and words[1].upper() in ("IMMEDIATE", "EXCLUSIVE")
+
+
+_WRITES = frozenset(
+    {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ANALYZE", "VACUUM"}
+)
+
+
+def _writes(sql: str) -> bool:
+    """A statement that needs the write lock (``SELECT`` and ``PRAGMA`` never do)."""
+    words = sql.lstrip()[:8].replace("(", " ").split(None, 1)
+    return bool(words) and words[0].upper() in _WRITES
+
+
+def _ends_transaction(sql: str) -> bool:
+    """``COMMIT``, ``END`` or ``ROLLBACK``, but not ``ROLLBACK TO`` a savepoint."""
+    words = sql.upper().split(None, 2)
+    if not words or words[0] not in ("COMMIT", "END", "ROLLBACK"):
+        return False
+    return not (words[0] == "ROLLBACK" and len(words) > 1 and words[1] == "TO")
 
 
 def _inline_sqlite_creator(path: str) -> Callable[[], Any]:
@@ -128,12 +186,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 async def writing_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection whose transactions take SQLite's write lock when they begin.
 
-    Statements run inline on the event loop (``InlineSqliteConnection``); only ``BEGIN
-    IMMEDIATE`` and ``COMMIT`` wait in a thread. A *deferred* transaction that writes
-    beside the running ledger would wait for the lock inline, blocking the very loop the
-    ledger needs to commit: the loop stands still until the busy timeout. Code that
-    writes outside the ledger (a reconciliation run, a test's setup) uses this instead
-    of ``engine.begin()``. On PostgreSQL it is a plain connection.
+    For code that writes outside the ledger (a reconciliation run, a test's setup): the
+    lock is taken once, in a thread, by ``BEGIN IMMEDIATE``, and every statement after it
+    runs inline. A deferred transaction (``engine.begin()``) works too and never stalls
+    the loop (its first write waits for the lock in a thread), but it may find the data
+    it read changed by the time it gets the lock. On PostgreSQL it is a plain connection.
     """
     async with engine.connect() as conn:
         yield await conn.execution_options(sqlite_begin="IMMEDIATE")

@@ -31,6 +31,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
+from payhub.store.engine import InlineSqliteConnection
+
 Observer = Callable[[str, Sequence[Any]], None]
 observers: list[Observer] = []
 """Called with (SQL, parameters) before a statement runs on the fast path."""
@@ -86,7 +88,9 @@ class Prepared:
 
     async def rowcount(self, conn: AsyncConnection, parameters: Mapping[str, Any]) -> int:
         """Run a write; the number of rows it changed."""
-        if conn.dialect.name != "sqlite":
+        # A write inline only where the write lock is already held (the ledger's BEGIN
+        # IMMEDIATE): elsewhere SQLAlchemy's path lets the driver wait for it in a thread.
+        if conn.dialect.name != "sqlite" or not _driver(conn).holds_write_lock:
             result = await conn.execute(self.statement, dict(parameters))
             return int(result.rowcount)
         return int(_run(conn, self._compiled(conn.dialect), parameters).rowcount)
@@ -134,5 +138,9 @@ def _run(conn: AsyncConnection, compiled: _Compiled, parameters: Mapping[str, An
 
 def sqlite_handle(conn: AsyncConnection) -> sqlite3.Connection:
     """The ``sqlite3`` connection under ``conn`` (checked out: no I/O to get it)."""
+    return _driver(conn).sqlite
+
+
+def _driver(conn: AsyncConnection) -> InlineSqliteConnection:
     driver: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    return driver.sqlite  # type: ignore[no-any-return]
+    return driver  # type: ignore[no-any-return]
