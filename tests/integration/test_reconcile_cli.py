@@ -46,7 +46,9 @@ def _setup(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, int]]]:
 
     asyncio.run(fill())
     statement = tmp_path / "vnpay-20261127.csv"
-    statement.write_bytes(day.csv())
+    statement.write_bytes(
+        day.csv(merchant=load_settings(config).banks["vnpay"].options["tmn_code"])
+    )
     yield config, statement, day.expected
 
 
