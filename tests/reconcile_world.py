@@ -20,6 +20,7 @@ from banks.momo import simulator as momo_simulator
 from banks.simulation import Settlement, daily_csv
 from banks.vietqr import cash_report
 from banks.vnpay import simulator as vnpay_simulator
+from payhub.domain.clock import to_vietnam
 from payhub.domain.reference import new_bank_reference
 
 DAY = date(2026, 11, 27)
@@ -110,6 +111,16 @@ class FaultyDay:
         created = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
         bank = cash_report.Account("970436", account)
         return cash_report.statement("STMT20261127", created, bank, credits)
+
+    def mt940(self, account: str = COLLECTION_ACCOUNT) -> bytes:
+        """The day as a SWIFT MT940 of the collecting bank: credits, references in ``:86:``."""
+        lines = [":20:STMT20261127", f":25:970436/{account}", ":28C:1/1", ":60F:C261126VND0,"]
+        for s in sorted(self.settlements, key=lambda s: (s.at, s.transaction_id)):
+            day = to_vietnam(s.at).strftime("%y%m%d")
+            lines.append(f":61:{day}{day[2:]}C{s.amount},NTRFNONREF//{s.transaction_id}")
+            lines.append(f":86:MBVCB.{s.transaction_id}.{s.reference}.CT tu 0123")
+        lines.append(":62F:C261127VND0,")
+        return ("\n".join(lines) + "\n").encode()
 
 
 def faulty_day(bank: str = "vnpay") -> FaultyDay:

@@ -126,7 +126,10 @@ def _entry(number: int, data: dict[str, Any]) -> StatementEntry:
     if currency != "VND":
         raise StatementError(f"MT940 line {number}: currency {currency!r}, only VND is reconciled")
     value: Decimal = abs(amount.amount) if amount is not None else Decimal(-1)
-    vnd = whole_vnd(str(value), line=number)
+    try:
+        vnd = whole_vnd(str(value), line=number)
+    except StatementError as exc:
+        raise StatementError(f"MT940 {exc}") from None
     credit = data.get("status") in ("C", "RD")
     reference = data.get("customer_reference") or None
     if reference == NO_REFERENCE:
