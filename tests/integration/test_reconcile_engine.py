@@ -386,3 +386,43 @@ async def test_a_bad_mt940_statement_fails_the_run_and_changes_nothing(
     if "empty" not in message:
         assert re.search(r"\bline [1-9][0-9]*\b", run["error"]), run["error"]
     assert await snapshot(engine) == before
+
+
+async def test_a_run_waits_for_another_writer_without_stopping_the_loop(
+    engine: AsyncEngine, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that meets another writer in this process waits for SQLite's lock off the loop.
+
+    Just as the run tunes its connection (``ANALYZE`` writes statistics), a writer on the
+    same loop takes the write lock and holds it across an await, as the ledger does. Had
+    the run waited for the lock inline, the loop would stand still, the writer could never
+    commit, and the run would fail with "database is locked" after the busy timeout.
+    """
+    import asyncio
+
+    from payhub.store.engine import writing_connection
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    day = faulty_day()
+    await load(engine, day.payments)
+    locked = asyncio.Event()
+    writers: list[asyncio.Task[None]] = []
+    original = store.tune
+
+    async def writer() -> None:
+        async with writing_connection(engine) as conn, conn.begin():
+            await conn.execute(payments.update().where(payments.c.id == "none").values(status="x"))
+            locked.set()
+            await asyncio.sleep(0.05)  # holds the lock across an await
+
+    async def tune(conn: object) -> None:
+        writers.append(asyncio.create_task(writer()))
+        await locked.wait()
+        await original(conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "tune", tune)
+    run = await reconciler.run(request(account=TERMINAL), stream(day.csv()))
+    await asyncio.gather(*writers)
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected
