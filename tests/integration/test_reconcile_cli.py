@@ -185,6 +185,8 @@ def _external_entity(data: bytes) -> bytes:
         ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",00,", b"\xe9,00,", 1),
          ["VNPay statement line 2: not UTF-8"]),
         ("vnpay", lambda d, a: b"", ["VNPay statement is empty"]),
+        ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",20261127", b",20261120"),
+         ["line 2: booked on 2026-11-20, but this statement is for 2026-11-27"]),
         ("vnpay", lambda d, a: d.csv(merchant=a)[:-12], ["VNPay statement line 13: 6 cells"]),
         ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",2550000,", b",-2550000,", 1),
          ["line 2: amount -2550000 is negative"]),

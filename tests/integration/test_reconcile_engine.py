@@ -334,6 +334,7 @@ def _prolog(prolog: str) -> Callable[[bytes], bytes]:
         (lambda b: b[: len(b) // 2], "not well-formed XML"),
         (lambda b: b.replace(b"</Amt>", b"</Amount>", 1), "not well-formed XML"),
         (lambda b: b.decode().encode("utf-16"), "camt line 1: file is UTF-16"),
+        (lambda b: b.replace(b"CT tu", "CT t\u00fa".encode("latin-1"), 1), "not well-formed XML"),
         (
             lambda b: b.replace(b"encoding='UTF-8'", b"encoding='ISO-8859-1'"),
             "camt line 1: file declares encoding ISO-8859-1",
