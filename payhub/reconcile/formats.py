@@ -34,7 +34,7 @@ USUAL_FORMAT = {"vnpay": "vnpay-csv", "momo": "momo-csv", "vietqr": "camt.053"}
 
 
 def register_reader(name: str, reader: StatementReader) -> None:
-    """Make ``reader`` available as format ``name``."""
+    """Make ``reader`` available as format ``name``; it takes the ``account`` keyword."""
     _READERS[name] = reader
 
 
