@@ -52,7 +52,7 @@ from payhub.portal.client import PortalClient
 from payhub.portal.receiver import WebhookReceiver
 from payhub.portal.webhooks import Webhook
 from payhub.reconcile.engine import Reconciler, RunRequest
-from payhub.reconcile.formats import usual_format
+from payhub.reconcile.formats import bank_account, usual_format
 from payhub.recovery.lifecycle import RECOVERY
 from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.recovery import Settled
@@ -501,7 +501,14 @@ async def _reconcile_the_day(
             statement = await answer.read()
         protocol = settings.banks[bank].connector
         run = await reconciler.run(
-            RunRequest(bank, day, usual_format(protocol), "finance:demo"), io.BytesIO(statement)
+            RunRequest(
+                bank,
+                day,
+                usual_format(protocol),
+                "finance:demo",
+                bank_account(settings.banks[bank]),
+            ),
+            io.BytesIO(statement),
         )
         counts = {name: n for name, n in run["counts"].items() if n}
         runs[bank] = {"status": run["status"], "counts": counts, "run": run["id"]}

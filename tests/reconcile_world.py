@@ -13,15 +13,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from banks.momo import simulator as momo_simulator
 from banks.simulation import Settlement, daily_csv
+from banks.vietqr import cash_report
+from banks.vnpay import simulator as vnpay_simulator
+from payhub.domain.clock import to_vietnam
 from payhub.domain.reference import new_bank_reference
 
 DAY = date(2026, 11, 27)
-VNPAY_HEADER = ("vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee")
-MOMO_HEADER = ("transId", "orderId", "amount", "resultCode", "pay_date", "fee")
+VNPAY_HEADER = vnpay_simulator.STATEMENT_HEADER
+MOMO_HEADER = momo_simulator.STATEMENT_HEADER
+MERCHANT = "PAYHUB01"
+"""The merchant the statements name: the test hub's VNPay terminal (``tests.factories``)."""
+COLLECTION_ACCOUNT = "0011223344556"
+"""The vietqr collection account the camt.053 statements name."""
 NOON = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)  # 12:00 in Hanoi
 
 
@@ -82,12 +90,37 @@ class FaultyDay:
             self.payments.append(hub)
         self.settlements.extend(bank)
 
-    def csv(self, header: tuple[str, ...] = VNPAY_HEADER, status: str = "00") -> bytes:
+    def csv(
+        self, header: tuple[str, ...] = VNPAY_HEADER, status: str = "00", merchant: str = MERCHANT
+    ) -> bytes:
         fixed = [
             Settlement(s.transaction_id, s.reference, s.amount, status, s.at, s.fee)
             for s in self.settlements
         ]
-        return daily_csv(header, fixed, DAY).encode()
+        return daily_csv(header, fixed, DAY, merchant).encode()
+
+    def camt(self, account: str = COLLECTION_ACCOUNT) -> bytes:
+        """The day as the vietqr simulator's camt.053: each reference in the transfer text."""
+        credits = [
+            cash_report.Credit(
+                s.transaction_id, f"E2E{s.transaction_id}", s.amount,
+                f"MBVCB.{s.transaction_id}.{s.reference}.CT tu 0123", s.at,
+            )
+            for s in sorted(self.settlements, key=lambda s: (s.at, s.transaction_id))
+        ]  # fmt: skip
+        created = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
+        bank = cash_report.Account("970436", account)
+        return cash_report.statement("STMT20261127", created, bank, credits)
+
+    def mt940(self, account: str = COLLECTION_ACCOUNT) -> bytes:
+        """The day as a SWIFT MT940 of the collecting bank: credits, references in ``:86:``."""
+        lines = [":20:STMT20261127", f":25:970436/{account}", ":28C:1/1", ":60F:C261126VND0,"]
+        for s in sorted(self.settlements, key=lambda s: (s.at, s.transaction_id)):
+            day = to_vietnam(s.at).strftime("%y%m%d")
+            lines.append(f":61:{day}{day[2:]}C{s.amount},NTRFNONREF//{s.transaction_id}")
+            lines.append(f":86:MBVCB.{s.transaction_id}.{s.reference}.CT tu 0123")
+        lines.append(":62F:C261127VND0,")
+        return ("\n".join(lines) + "\n").encode()
 
 
 def faulty_day(bank: str = "vnpay") -> FaultyDay:
@@ -155,3 +188,23 @@ async def load(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
 
 def stream(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, Any]:
+    """What a failed run must leave as it was: every payment row, and how many audit
+    entries, events (the outbox), exceptions and resolutions there are."""
+    from payhub.store import tables
+
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tables.payments))).all()
+        found: dict[str, Any] = {"payments": sorted(tuple(r) for r in rows)}
+        for table in (
+            tables.audit_log,
+            tables.audit_head,
+            tables.events,
+            tables.reconciliation_items,
+            tables.reconciliation_exceptions,
+            tables.reconciliation_resolutions,
+        ):
+            found[table.name] = await conn.scalar(select(func.count()).select_from(table))
+    return found

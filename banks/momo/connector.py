@@ -138,6 +138,12 @@ class MomoConnector(BankConnector):
         return problems
 
     @classmethod
+    def statement_account(cls, options: Mapping[str, Any]) -> str | None:
+        """The statement's ``partnerCode`` column names the merchant it was made for."""
+        partner_code = options.get("partner_code")
+        return partner_code if isinstance(partner_code, str) else None
+
+    @classmethod
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
         """A fresh merchant account at the simulator: random partner code and keys."""
         return {

@@ -26,8 +26,8 @@ that plays MoMo for one merchant account (options ``partner_code``, ``access_key
 
 One knob of its own beside the toolkit's: ``query_result_code`` (``null`` or one of the
 API-request codes 10–13, 20–22, 40–47, 98, 99) makes every query answer that code.
-The statement CSV (``transId,orderId,amount,resultCode,pay_date,fee``) holds successful
-payments only.
+The statement CSV (``transId,orderId,amount,resultCode,pay_date,fee,partnerCode``) holds
+successful payments only, each line naming the merchant.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from banks.simulation.faults import KnobReader, one_of
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
 
-STATEMENT_HEADER = ("transId", "orderId", "amount", "resultCode", "pay_date", "fee")
+STATEMENT_HEADER = ("transId", "orderId", "amount", "resultCode", "pay_date", "fee", "partnerCode")
 TAMPER_DELTA = 1_000
 PAY_WINDOW = timedelta(minutes=100)
 PAY_TYPE = "qr"
@@ -408,7 +408,7 @@ class MomoGateway(SimulatedBank[Order]):
             if payment.result_code == wire.SUCCESS
         )
         return StatementFile(
-            text=daily_csv(STATEMENT_HEADER, settlements, day),
+            text=daily_csv(STATEMENT_HEADER, settlements, day, self.partner_code),
             content_type="text/csv",
             filename=f"momo-{day:%Y%m%d}.csv",
         )

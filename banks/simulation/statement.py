@@ -2,7 +2,9 @@
 
 vnpay and momo share the shape (BANKS.md "Statements"): the gateway's reference, the
 merchant's reference, amount and fee in whole VND, the status code and the pay time
-``yyyyMMddHHmmss`` GMT+7; only the header names are the bank's own.
+``yyyyMMddHHmmss`` GMT+7, and the merchant the statement is for (last column, on every
+line, so reconciliation can refuse another merchant's file); only the header names are
+the bank's own.
 """
 
 from __future__ import annotations
@@ -35,8 +37,15 @@ def business_day(moment: datetime) -> date:
     return to_vietnam(moment).date()
 
 
-def daily_csv(header: Sequence[str], settlements: Iterable[Settlement], day: date) -> str:
-    """The CSV of ``day``'s settlements in pay-time order, ``header`` first."""
+def daily_csv(
+    header: Sequence[str], settlements: Iterable[Settlement], day: date, merchant: str
+) -> str:
+    """The CSV of ``day``'s settlements in pay-time order, ``header`` first.
+
+    ``header`` names the six columns, then the merchant column that holds ``merchant``.
+    """
+    if len(header) != 7:
+        raise ValueError(f"a statement has 7 columns, not {len(header)}: {header}")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -53,6 +62,7 @@ def daily_csv(header: Sequence[str], settlements: Iterable[Settlement], day: dat
                 s.status,
                 to_vietnam(s.at).strftime(TIME_FORMAT),
                 s.fee,
+                merchant,
             )
         )
     return out.getvalue()

@@ -101,6 +101,8 @@ def _document(
     created_at: datetime,
     account: Account,
     credits: Iterable[Credit],
+    *,
+    pretty: bool = False,
 ) -> bytes:
     root = etree.Element("Document", nsmap={None: namespace})
     body = _add(root, message)
@@ -116,7 +118,7 @@ def _document(
     # Elements were made without a namespace: give every one the document's default.
     for element in root.iter():
         element.tag = f"{{{namespace}}}{etree.QName(element).localname}"
-    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=pretty)
     return data
 
 
@@ -138,7 +140,18 @@ def notification(
 def statement(
     statement_id: str, created_at: datetime, account: Account, credits: Iterable[Credit]
 ) -> bytes:
-    """A camt.053 ``BkToCstmrStmt`` of one business day's booked ``credits``."""
+    """A camt.053 ``BkToCstmrStmt`` of one business day's booked ``credits``.
+
+    One element a line, as banks write their statement files, so that reconciliation's
+    errors name a useful line.
+    """
     return _document(
-        STATEMENT_NS, "BkToCstmrStmt", "Stmt", statement_id, created_at, account, credits
+        STATEMENT_NS,
+        "BkToCstmrStmt",
+        "Stmt",
+        statement_id,
+        created_at,
+        account,
+        credits,
+        pretty=True,
     )

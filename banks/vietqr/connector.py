@@ -129,6 +129,12 @@ class VietqrConnector(BankConnector):
         return problems
 
     @classmethod
+    def statement_account(cls, options: Mapping[str, Any]) -> str | None:
+        """The camt.053's ``Stmt/Acct/Id`` is the collection account the QRs name."""
+        account = options.get("account")
+        return account if isinstance(account, str) else None
+
+    @classmethod
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
         """A collection account at the simulator, and a fresh key pair for its signatures.
 

@@ -155,6 +155,12 @@ class VnpayConnector(BankConnector):
         return problems
 
     @classmethod
+    def statement_account(cls, options: Mapping[str, Any]) -> str | None:
+        """The statement's ``vnp_TmnCode`` column names the terminal it was made for."""
+        tmn_code = options.get("tmn_code")
+        return tmn_code if isinstance(tmn_code, str) else None
+
+    @classmethod
     def demo_options(cls, simulator_url: str) -> dict[str, Any]:
         """A fresh merchant account at the simulator: random terminal code and secret."""
         alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

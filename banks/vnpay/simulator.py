@@ -24,7 +24,8 @@ VNPay's protocol only. Routes, relative to its root:
   (07/07, debited), ``pay_twice`` (two successful transactions), ``declined_then_paid``
   (51, then a success), ``late`` and ``abandon``. ``amount`` on a known order makes the
   gateway report another amount (signed correctly).
-  The statement holds settled payments only, in the format of ``banks.vnpay.connector``.
+  The statement holds settled payments only, in the format of ``banks.vnpay.connector``,
+  each line naming the terminal (``vnp_TmnCode``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ from banks.vnpay import wire
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
 
-STATEMENT_HEADER = ("vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee")
+STATEMENT_HEADER = (
+    "vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee", "vnp_TmnCode"
+)  # fmt: skip
 TAMPER_DELTA = 1_000
 """VND added to a tampered IPN's amount."""
 
@@ -373,7 +376,7 @@ class Gateway(SimulatedBank[Order]):
             if payment.settled
         )
         return StatementFile(
-            text=daily_csv(STATEMENT_HEADER, settlements, day),
+            text=daily_csv(STATEMENT_HEADER, settlements, day, self.tmn_code),
             content_type="text/csv",
             filename=f"vnpay-{day:%Y%m%d}.csv",
         )

@@ -29,7 +29,7 @@ from payhub.api.middleware import PRINCIPAL, STATEMENT_LIMIT
 from payhub.errors import FieldError, ProblemError
 from payhub.reconcile import page, report, session
 from payhub.reconcile.engine import Reconciler, RunRequest
-from payhub.reconcile.formats import formats, usual_format
+from payhub.reconcile.formats import bank_account, formats, usual_format
 from payhub.reconcile.resolve import RESOLUTIONS, resolve_exception
 from payhub.store import reconciliation as store
 
@@ -183,7 +183,7 @@ def _run_request(request: web.Request, fields: dict[str, str], got_statement: bo
         except Exception:
             raise _invalid("format", "this bank has no usual format: give one") from None
     principal = request[PRINCIPAL].principal
-    return RunRequest(bank, day, fmt, f"finance:{principal}")
+    return RunRequest(bank, day, fmt, f"finance:{principal}", bank_account(settings.banks[bank]))
 
 
 async def _run_or_404(request: web.Request, run_id: str) -> dict[str, Any]:

@@ -206,6 +206,17 @@ class BankConnector(abc.ABC):
         """
         return {"base_url": simulator_url}
 
+    @classmethod
+    def statement_account(cls, options: Mapping[str, Any]) -> str | None:
+        """The account this bank's statements name (a merchant code, an account number).
+
+        Reconciliation refuses a statement naming another one: a finance user who picks
+        the wrong file must not get a day of false exceptions. A class method over the
+        options, because reconciling needs no connection to the bank. ``None``: the
+        statements are not checked.
+        """
+        return None
+
     @abc.abstractmethod
     async def place_order(self, order: OrderRequest) -> PlacedOrder:
         """Place the order; raises ``BankUnavailable`` when the bank did not take it."""

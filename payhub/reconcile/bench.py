@@ -51,8 +51,8 @@ def _payment_rows(count: int) -> Any:
         )  # fmt: skip
 
 
-def build_day(database: Path, statement: Path, count: int) -> dict[str, int]:
-    """Write ``count`` payments and their statement; returns the counts to expect."""
+def build_day(database: Path, statement: Path, count: int, merchant: str) -> dict[str, int]:
+    """Write ``count`` payments and ``merchant``'s statement; returns the counts to expect."""
     columns = (
         "id, portal_id, dossier_code, procedure_code, agency_code, agency_name, payer_name, "
         "payer_id_number, payer_phone, items, amount, currency, description, return_url, bank, "
@@ -71,7 +71,7 @@ def build_day(database: Path, statement: Path, count: int) -> dict[str, int]:
     start = datetime(2026, 11, 27, 0, 0, 5)
     step = 86_000 / max(count, 1)
     with statement.open("w", encoding="utf-8") as out:
-        out.write("vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee\n")
+        out.write("vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee,vnp_TmnCode\n")
         for i in range(count):
             if i % MISSING_EVERY == 2:
                 if i % LOST_EVERY != 1:  # a pending payment off the statement is no exception
@@ -86,13 +86,13 @@ def build_day(database: Path, statement: Path, count: int) -> dict[str, int]:
                 expected["settled_by_statement"] += 1
             else:
                 expected["matched"] += 1
-            line = f"{14_000_000 + i},{_reference(i)},{amount},00,{at},1650\n"
+            line = f"{14_000_000 + i},{_reference(i)},{amount},00,{at},1650,{merchant}\n"
             out.write(line)
             if i % DUPLICATE_EVERY == 4:
                 out.write(line)
                 expected["duplicate"] += 1
         for j in range(UNKNOWN_LINES):
-            out.write(f"{99_000_000 + j},PX{j:010d},150000,00,20261127120000,1650\n")
+            out.write(f"{99_000_000 + j},PX{j:010d},150000,00,20261127120000,1650,{merchant}\n")
         expected["unknown_reference"] = UNKNOWN_LINES
     return expected
 
@@ -125,7 +125,8 @@ def run_reconcile_bench(*, lines: int, as_json: bool) -> int:
                 file=sys.stderr,
             )
         built = time.perf_counter()
-        expected = build_day(folder / "payhub.db", statement, lines)
+        merchant = load_settings(config).banks["vnpay"].options["tmn_code"]
+        expected = build_day(folder / "payhub.db", statement, lines, merchant)
         build_seconds = time.perf_counter() - built
         report = folder / "report.json"
         command = [

@@ -16,7 +16,7 @@ from payhub.domain.clock import system_clock
 from payhub.errors import ConfigError
 from payhub.reconcile import report
 from payhub.reconcile.engine import Reconciler, RunRequest
-from payhub.reconcile.formats import reader_for, usual_format
+from payhub.reconcile.formats import bank_account, reader_for, usual_format
 from payhub.reconcile.session import login_url
 from payhub.settings import Settings, load_settings
 from payhub.store import reconciliation as store
@@ -79,7 +79,7 @@ def run_reconcile(
             status, error = asyncio.run(
                 _reconcile(
                     settings,
-                    RunRequest(bank, when, fmt, "cli"),
+                    RunRequest(bank, when, fmt, "cli", bank_account(settings.banks[bank])),
                     source,
                     statement.stat().st_size,
                     output,

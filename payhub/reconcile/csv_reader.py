@@ -5,6 +5,10 @@ Both share one shape (gateway reference, merchant reference, amount, status, pay
 are the bank's own. The file is decoded incrementally, so a wrong encoding is reported at
 the line where it appears, and a truncated last row (fewer cells) is an error, not a
 silently shorter statement.
+
+Each line names the merchant the statement is for (``vnp_TmnCode``, ``partnerCode``; the
+simulators write it). Given the bank's ``BankAccount``, a file without that column, or a
+line naming another merchant, is refused; without one the column is optional.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime
 
 from payhub.domain.clock import VIETNAM
 from payhub.errors import StatementError
-from payhub.reconcile.entries import ByteSource, StatementEntry, whole_vnd
+from payhub.reconcile.entries import BankAccount, ByteSource, StatementEntry, whole_vnd
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class CsvLayout:
     pay_date: str
     fee: str
     settled_code: str
+    merchant: str
+    """The column naming the merchant account the statement is for."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -46,9 +52,19 @@ class CsvLayout:
 
 
 VNPAY = CsvLayout(
-    "VNPay", "vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee", "00"
+    "VNPay",
+    "vnp_TransactionNo",
+    "vnp_TxnRef",
+    "amount",
+    "status",
+    "pay_date",
+    "fee",
+    "00",
+    "vnp_TmnCode",
 )
-MOMO = CsvLayout("MoMo", "transId", "orderId", "amount", "resultCode", "pay_date", "fee", "0")
+MOMO = CsvLayout(
+    "MoMo", "transId", "orderId", "amount", "resultCode", "pay_date", "fee", "0", "partnerCode"
+)
 
 
 def _text_lines(stream: ByteSource, name: str) -> Iterator[str]:
@@ -76,7 +92,9 @@ def _text_lines(stream: ByteSource, name: str) -> Iterator[str]:
         yield pending
 
 
-def read_csv(stream: ByteSource, layout: CsvLayout) -> Iterator[StatementEntry]:
+def read_csv(
+    stream: ByteSource, layout: CsvLayout, account: BankAccount | None = None
+) -> Iterator[StatementEntry]:
     """Yield the statement's entries; raise ``StatementError`` naming the bad line.
 
     The loop is written for a million lines a second or so: cells are read by position,
@@ -97,6 +115,11 @@ def read_csv(stream: ByteSource, layout: CsvLayout) -> Iterator[StatementEntry]:
             header.index(column) for column in layout.columns
         )
         width = len(header)
+        at_merchant, merchant = -1, ""
+        if account is not None:
+            if layout.merchant not in header:
+                account.check(None, where=f"{name} statement line 1 (no {layout.merchant} column)")
+            at_merchant, merchant = header.index(layout.merchant), account.number
         settled_code = layout.settled_code
         times: dict[str, datetime] = {}
         for row in reader:
@@ -107,6 +130,9 @@ def read_csv(stream: ByteSource, layout: CsvLayout) -> Iterator[StatementEntry]:
                 raise StatementError(
                     f"{name} statement line {line}: {len(row)} cells, the header has {width}"
                 )
+            if at_merchant >= 0 and row[at_merchant] != merchant:
+                assert account is not None
+                account.check(row[at_merchant], where=f"{name} statement line {line}")
             reference = row[at_ref].strip()
             amount_text = row[at_amount].strip()
             fee_text = row[at_fee].strip() or "0"
@@ -162,11 +188,11 @@ def _pay_time(text: str) -> datetime:
     )
 
 
-def read_vnpay(stream: ByteSource) -> Iterator[StatementEntry]:
+def read_vnpay(stream: ByteSource, account: BankAccount | None = None) -> Iterator[StatementEntry]:
     """VNPay's daily CSV."""
-    return read_csv(stream, VNPAY)
+    return read_csv(stream, VNPAY, account)
 
 
-def read_momo(stream: ByteSource) -> Iterator[StatementEntry]:
+def read_momo(stream: ByteSource, account: BankAccount | None = None) -> Iterator[StatementEntry]:
     """MoMo's daily CSV."""
-    return read_csv(stream, MOMO)
+    return read_csv(stream, MOMO, account)

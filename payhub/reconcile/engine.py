@@ -31,7 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from payhub.domain.clock import Clock, to_vietnam
 from payhub.domain.ids import new_id
 from payhub.errors import StatementError
-from payhub.reconcile.entries import ByteSource, ReferenceFinder, StatementEntry, reference_in_text
+from payhub.reconcile.entries import (
+    BankAccount,
+    ByteSource,
+    ReferenceFinder,
+    StatementEntry,
+    reference_in_text,
+)
 from payhub.reconcile.formats import reader_for
 from payhub.service.settlement import settle_from_statement
 from payhub.store import reconciliation as store
@@ -69,6 +75,8 @@ class RunRequest:
     business_date: date
     statement_format: str
     actor: str
+    account: BankAccount | None = None
+    """The account the statement must be for; ``None`` does not check it."""
 
 
 class Reconciler:
@@ -91,7 +99,7 @@ class Reconciler:
         self, request: RunRequest, stream: ByteSource, *, progress: Progress | None = None
     ) -> dict[str, Any]:
         """Reconcile ``stream``; returns the run object (``completed`` or ``failed``)."""
-        reader = reader_for(request.statement_format)
+        reader = reader_for(request.statement_format, request.account)
         run_id = new_id("rec")
         day = request.business_date.isoformat()
         async with writing_connection(self.engine) as conn, conn.begin():

@@ -19,6 +19,7 @@ from payhub.domain.reference import find_references
 from payhub.errors import StatementError
 
 __all__ = [
+    "BankAccount",
     "ByteSource",
     "ReferenceFinder",
     "StatementEntry",
@@ -55,8 +56,52 @@ class ByteSource(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-StatementReader = Callable[[ByteSource], Iterator[StatementEntry]]
-"""Reads a binary stream lazily; raises ``StatementError`` naming the line."""
+class BankAccount(NamedTuple):
+    """The account a bank's statement must be for: where ``bank`` collects the money.
+
+    A statement names its account (camt.053 ``Stmt/Acct/Id``, MT940 ``:25:``, the merchant
+    column of PayHub's CSV). Reconciling another account's file would settle nothing of
+    its own and open an exception for every payment of the day, so a reader refuses it;
+    a statement that names no account is refused as well, since it cannot be shown to be
+    this bank's (both standards make the account mandatory, and the simulators write it).
+    """
+
+    bank: str
+    """The configured bank's name, e.g. ``vietqr``."""
+    number: str
+    """What its statements name: a VNPay terminal code, a MoMo partner code, an account."""
+
+    def matches(self, named: str) -> bool:
+        """Spaces and case do not count (an IBAN is printed in groups); a bank code before
+        a slash is allowed, as MT940 writes ``:25:970400/0123456789``."""
+        found = "".join(named.split()).casefold()
+        expected = "".join(self.number.split()).casefold()
+        return found == expected or found.endswith("/" + expected)
+
+    def check(self, named: str | None, *, where: str) -> None:
+        """Raise ``StatementError`` at ``where`` (``camt line 5``) unless ``named`` is ours."""
+        if named is None or not named.strip():
+            raise StatementError(
+                f"{where}: the statement names no account; bank {self.bank} collects into "
+                f"{self.number}, so it cannot be checked"
+            )
+        if not self.matches(named):
+            raise StatementError(
+                f"{where}: statement is for account {named.strip()}, bank {self.bank} "
+                f"collects into {self.number}"
+            )
+
+
+class StatementReader(Protocol):
+    """Reads a binary stream lazily; raises ``StatementError`` naming the line.
+
+    With an ``account``, a statement for another account (or naming none) is refused.
+    """
+
+    def __call__(
+        self, stream: ByteSource, /, account: BankAccount | None = None
+    ) -> Iterator[StatementEntry]: ...
+
 
 ReferenceFinder = Callable[[str], str | None]
 """Finds one transfer reference in noisy remittance text, or ``None``."""

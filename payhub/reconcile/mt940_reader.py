@@ -5,6 +5,10 @@ read line by line and handed to the library one statement header plus at most
 ``BATCH`` transactions (``:61:`` with its ``:86:``) at a time; each transaction keeps the
 line number of its ``:61:``. Credits are payments received (settled); a debit is shown
 as not settled. Only VND is accepted and amounts must be whole dong.
+
+With a ``BankAccount``, each statement's ``:25:`` (or ``:25P:``) account identification
+must name it (``970400/0123456789``: a bank code before the slash is allowed); a statement
+without one is refused, as ``:25:`` is mandatory in MT940.
 """
 
 from __future__ import annotations
@@ -19,19 +23,28 @@ import mt940
 
 from payhub.domain.clock import VIETNAM
 from payhub.errors import StatementError
-from payhub.reconcile.entries import ByteSource, StatementEntry, whole_vnd
+from payhub.reconcile.entries import BankAccount, ByteSource, StatementEntry, whole_vnd
 
 BATCH = 500
 NO_REFERENCE = "NONREF"
 
 
-def read_mt940(stream: ByteSource) -> Iterator[StatementEntry]:
+def read_mt940(stream: ByteSource, account: BankAccount | None = None) -> Iterator[StatementEntry]:
     """Yield the entries of every statement in the file."""
     header: list[str] = []
     batch: list[tuple[int, list[str]]] = []
     seen_any = False
     in_transactions = False
+    unchecked: int | None = None  # the current statement's :20: line until its :25: is read
     for number, text in _lines(stream):
+        if account is not None:
+            if text.startswith((":25:", ":25P:")):
+                account.check(text.split(":", 2)[2], where=f"MT940 line {number}")
+                unchecked = None
+            elif text.startswith((":20:", ":61:")):
+                _no_account(account, unchecked)
+            if text.startswith(":20:"):
+                unchecked = number
         if text.startswith(":20:"):
             if batch:
                 yield from _parse(header, batch)
@@ -61,6 +74,14 @@ def read_mt940(stream: ByteSource) -> Iterator[StatementEntry]:
         yield from _parse(header, batch)
     if not seen_any:
         raise StatementError("MT940 statement is empty or has no :20: header")
+    if account is not None:
+        _no_account(account, unchecked)
+
+
+def _no_account(account: BankAccount, statement_line: int | None) -> None:
+    """The statement starting at ``statement_line`` ended or reached a :61: without :25:."""
+    if statement_line is not None:
+        account.check(None, where=f"MT940 line {statement_line}")
 
 
 def _lines(stream: ByteSource) -> Iterator[tuple[int, str]]:
@@ -105,7 +126,10 @@ def _entry(number: int, data: dict[str, Any]) -> StatementEntry:
     if currency != "VND":
         raise StatementError(f"MT940 line {number}: currency {currency!r}, only VND is reconciled")
     value: Decimal = abs(amount.amount) if amount is not None else Decimal(-1)
-    vnd = whole_vnd(str(value), line=number)
+    try:
+        vnd = whole_vnd(str(value), line=number)
+    except StatementError as exc:
+        raise StatementError(f"MT940 {exc}") from None
     credit = data.get("status") in ("C", "RD")
     reference = data.get("customer_reference") or None
     if reference == NO_REFERENCE:

@@ -234,7 +234,11 @@ async def tune(conn: AsyncConnection) -> None:
     ``ANALYZE`` (sampled, ``analysis_limit``) gives SQLite's planner the statistics it
     lacks without them: with none, a query on ``payments`` by portal, dossier and status
     picks the status index and scans every succeeded payment, which turned each statement
-    settlement into a third of a second on a million payments. Call outside a transaction.
+    settlement into a third of a second on a million payments. Call outside a transaction,
+    on a ``writing_connection``: ``ANALYZE`` writes its statistics, so it runs in a
+    transaction whose write lock is awaited in a thread; run bare, it waited for the lock
+    inline and stood the loop still while the ledger held it (the busy timeout, then
+    "database is locked").
     """
     if conn.dialect.name == "sqlite":
         await _pragmas(
@@ -242,8 +246,9 @@ async def tune(conn: AsyncConnection) -> None:
             "PRAGMA cache_size=-65536",
             "PRAGMA temp.cache_size=-131072",
             "PRAGMA analysis_limit=1000",
-            "ANALYZE payments",
         )
+        async with conn.begin():
+            await conn.exec_driver_sql("ANALYZE payments")
 
 
 async def untune(conn: AsyncConnection) -> None:

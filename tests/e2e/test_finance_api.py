@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from payhub import keys
 from payhub.domain.clock import VIETNAM
 from payhub.portal.client import PortalClient, PortalResponse
-from payhub.store.tables import audit_log, payments
+from payhub.store.tables import audit_log, payments, reconciliation_runs
 from tests.factories import Hub, payment_body
-from tests.reconcile_world import DAY, faulty_day, load
+from tests.reconcile_world import DAY, FaultyDay, faulty_day, load, snapshot
 
 BOUNDARY = "payhub-test-boundary-7f3a"
 PROBLEM = "application/problem+json"
@@ -155,11 +157,23 @@ async def test_every_class_over_http_and_an_exception_resolved(hub: Hub) -> None
     }
 
 
+async def runs_recorded(hub: Hub) -> int:
+    async with hub.app[keys.ENGINE].connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(reconciliation_runs)) or 0)
+
+
 async def test_a_portal_may_not_reconcile(hub: Hub) -> None:
-    answer = await upload(hub, hub.portal, {"bank": "vnpay", "business_date": "2026-11-27"}, b"x")
+    """A portal's valid signature over a valid statement: 403, no run, no payment settled."""
+    day = faulty_day()
+    await load(hub.app[keys.ENGINE], day.payments)
+    before = await snapshot(hub.app[keys.ENGINE])
+    fields = {"bank": "vnpay", "business_date": DAY.isoformat()}
+    answer = await upload(hub, hub.portal, fields, day.csv())
     assert answer.status == 403 and answer.json()["code"] == "forbidden"
     got = await hub.portal.request("GET", "/v1/finance/reconciliations/rec_x")
     assert got.status == 403
+    assert await snapshot(hub.app[keys.ENGINE]) == before
+    assert await runs_recorded(hub) == 0
 
 
 async def test_unsigned_and_tampered_uploads_are_refused(hub: Hub) -> None:
@@ -184,6 +198,7 @@ async def test_unsigned_and_tampered_uploads_are_refused(hub: Hub) -> None:
     async with hub.app[keys.ENGINE].connect() as conn:
         statuses = {r[0] for r in await conn.execute(select(payments.c.status))}
     assert "pending" in statuses  # nothing was settled
+    assert await runs_recorded(hub) == 0
 
 
 async def test_the_signature_is_checked_before_the_body_is_read(hub: Hub) -> None:
@@ -218,3 +233,42 @@ async def test_bad_requests_get_problems(hub: Hub) -> None:
     assert "line 1" in unreadable.json()["error"]
     unknown = await hub.finance.request("GET", "/v1/finance/reconciliations/rec_nope")
     assert unknown.status == 404 and unknown.headers["Content-Type"].startswith(PROBLEM)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (
+            lambda d: d.csv(merchant="OTHER002"),
+            "VNPay statement line 2: statement is for account OTHER002, bank vnpay collects "
+            "into PAYHUB01",
+        ),
+        (
+            lambda d: d.csv().replace(b",00,", "Jos\u00e9,00,".encode("latin-1"), 1),
+            "VNPay statement line 2: not UTF-8",
+        ),
+        (lambda d: d.csv()[:-14], "VNPay statement line 13: 6 cells, the header has 7"),
+        (
+            lambda d: d.csv().replace(b",2550000,", b",2550000.5,", 1),
+            "VNPay statement line 2: amount 2550000.5 has a fraction of a dong",
+        ),
+        (lambda d: b"", "VNPay statement is empty (no header line)"),
+    ],
+)
+async def test_a_bad_upload_fails_its_run_naming_the_line_and_changes_nothing(
+    hub: Hub, make: Callable[[FaultyDay], bytes], error: str
+) -> None:
+    day = faulty_day()
+    await load(hub.app[keys.ENGINE], day.payments)
+    before = await snapshot(hub.app[keys.ENGINE])
+    fields = {"bank": "vnpay", "business_date": DAY.isoformat()}
+    answer = await upload(hub, hub.finance, fields, make(day))
+    assert answer.status == 201, answer.body
+    run = answer.json()
+    assert run["status"] == "failed" and run["error"] == error
+    fetched = await hub.finance.request("GET", f"/v1/finance/reconciliations/{run['id']}")
+    assert fetched.json()["status"] == "failed" and fetched.json()["exceptions"] == []
+    assert await snapshot(hub.app[keys.ENGINE]) == before
+    # the bank's own statement of that day still reconciles
+    good = await upload(hub, hub.finance, fields, day.csv())
+    assert good.json()["status"] == "completed" and good.json()["counts"] == day.expected

@@ -374,6 +374,17 @@ async def test_a_vietqr_day_reconciles_from_its_camt053(hub: Hub) -> None:
     ) as response:
         assert response.status == 200
         statement = await response.read()
+    account = hub.world.settings.banks["vietqr"].options["account"]
+    assert f"<Id>{account}</Id>".encode() in statement
+
+    other = statement.replace(f"<Id>{account}</Id>".encode(), b"<Id>0099887766</Id>")
+    refused = await upload(hub, hub.finance, {"bank": "vietqr", "business_date": day}, other)
+    assert refused.status == 201 and refused.json()["status"] == "failed"
+    assert refused.json()["error"] == (
+        "camt line 8, Stmt/Acct/Id: statement is for account 0099887766, bank vietqr collects "
+        f"into {account}"
+    )
+    assert (await hub.portal.get_payment(lost["id"])).json()["status"] == "pending"
 
     answer = await upload(hub, hub.finance, {"bank": "vietqr", "business_date": day}, statement)
 

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,9 @@ import structlog
 from payhub.cli import main
 from payhub.domain.clock import system_clock
 from payhub.reconcile.session import verify
-from payhub.settings import load_settings
+from payhub.settings import Settings, load_settings
 from payhub.store.engine import create_engine
-from tests.reconcile_world import faulty_day, load
+from tests.reconcile_world import faulty_day, load, snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,9 @@ def _setup(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, int]]]:
 
     asyncio.run(fill())
     statement = tmp_path / "vnpay-20261127.csv"
-    statement.write_bytes(day.csv())
+    statement.write_bytes(
+        day.csv(merchant=load_settings(config).banks["vnpay"].options["tmn_code"])
+    )
     yield config, statement, day.expected
 
 
@@ -145,3 +147,83 @@ def test_finance_login_names_the_address_serve_really_listens_on(
     assert out.strip().startswith("http://127.0.0.1:9000/finance/login?token=")
     code, _, err = run(capsys, "finance", "login", "--config", config, "--url", "127.0.0.1:9000")
     assert code == 1 and "--url must be an http(s) address" in err
+
+
+def _state(settings: Settings, loading: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """The database's payments, audit and outbox, after loading ``loading`` payments."""
+
+    async def read() -> dict[str, object]:
+        engine = create_engine(settings.database_url)
+        try:
+            if loading:
+                await load(engine, loading)
+            return await snapshot(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def _bomb(data: bytes) -> bytes:
+    levels = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    prolog = f'<?xml version="1.0"?>\n<!DOCTYPE Document [<!ENTITY l0 "ha">{levels}]>\n'
+    return prolog.encode() + data.split(b"\n", 1)[1].replace(b"<Ustrd>", b"<Ustrd>&l9;", 1)
+
+
+def _external_entity(data: bytes) -> bytes:
+    prolog = (
+        '<?xml version="1.0"?>\n<!DOCTYPE Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+    )
+    return prolog.encode() + data.split(b"\n", 1)[1].replace(b"<Ustrd>", b"<Ustrd>&x;", 1)
+
+
+@pytest.mark.parametrize(
+    ("bank", "make", "fragments"),
+    [
+        ("vnpay", lambda d, _: d.csv(merchant="OTHER002"),
+         ["VNPay statement line 2: statement is for account OTHER002, bank vnpay collects into"]),
+        ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",00,", b"\xe9,00,", 1),
+         ["VNPay statement line 2: not UTF-8"]),
+        ("vnpay", lambda d, a: b"", ["VNPay statement is empty"]),
+        ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",20261127", b",20261120"),
+         ["line 2: booked on 2026-11-20, but this statement is for 2026-11-27"]),
+        ("vnpay", lambda d, a: d.csv(merchant=a)[:-12], ["VNPay statement line 13: 6 cells"]),
+        ("vnpay", lambda d, a: d.csv(merchant=a).replace(b",2550000,", b",-2550000,", 1),
+         ["line 2: amount -2550000 is negative"]),
+        ("vietqr", lambda d, _: d.camt("0099887766"),
+         ["camt line 8, Stmt/Acct/Id: statement is for account 0099887766, bank vietqr collects"]),
+        ("vietqr", lambda d, a: _bomb(d.camt(a)), ["camt line 1: DOCTYPE refused"]),
+        ("vietqr", lambda d, a: _external_entity(d.camt(a)), ["camt line 1: DOCTYPE refused"]),
+        ("vietqr", lambda d, a: d.camt(a).decode().encode("utf-16"),
+         ["camt line 1: file is UTF-16"]),
+        ("vietqr", lambda d, a: d.camt(a)[:1500], ["not well-formed XML", "camt line "]),
+        ("vietqr", lambda d, a: d.camt(a).replace(b'Ccy="VND"', b'Ccy="XYZ"'),
+         ["currency XYZ where VND is required"]),
+    ],
+)  # fmt: skip
+def test_a_bad_statement_fails_naming_the_line_and_changes_nothing(
+    setup: tuple[Path, Path, dict[str, int]],
+    capsys: pytest.CaptureFixture[str],
+    bank: str,
+    make: Callable[[object, str], bytes],
+    fragments: list[str],
+) -> None:
+    config, statement, _ = setup
+    settings = load_settings(config)
+    option = {"vnpay": "tmn_code", "vietqr": "account"}[bank]
+    account = settings.banks[bank].options[option]
+    day = faulty_day(bank)
+    before = _state(settings, day.payments if bank == "vietqr" else None)
+    statement.write_bytes(make(day, account))
+    code, out, err = run(capsys, *reconcile(config, statement, "--bank", bank))
+    assert code == 1, out
+    for fragment in fragments:
+        assert fragment in err
+    if "statement is for account" in fragments[0]:
+        assert f"collects into {account}" in err
+    assert "no payment was changed" in out
+    assert _state(settings) == before
+    # the day's own statement, from the bank's own account, reconciles
+    statement.write_bytes(day.csv(merchant=account) if bank == "vnpay" else day.camt(account))
+    code, out, err = run(capsys, *reconcile(config, statement, "--bank", bank))
+    assert code == 0, err

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import select
@@ -11,12 +12,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.domain.clock import system_clock
 from payhub.reconcile.engine import Reconciler, RunRequest
+from payhub.reconcile.entries import BankAccount
 from payhub.store import reconciliation as store
 from payhub.store.audit import verify_chain
 from payhub.store.engine import create_engine
 from payhub.store.ledger import Ledger
 from payhub.store.tables import audit_log, events, payments
-from tests.reconcile_world import DAY, MOMO_HEADER, faulty_day, load, payment_row, stream
+from tests.reconcile_world import (
+    COLLECTION_ACCOUNT,
+    DAY,
+    MERCHANT,
+    MOMO_HEADER,
+    FaultyDay,
+    faulty_day,
+    load,
+    payment_row,
+    snapshot,
+    stream,
+)
+
+TERMINAL = BankAccount("vnpay", MERCHANT)
+COLLECTION = BankAccount("vietqr", COLLECTION_ACCOUNT)
 
 
 @pytest.fixture(name="engine")
@@ -34,8 +50,10 @@ async def _reconciler(engine: AsyncEngine) -> AsyncIterator[Reconciler]:
     await ledger.close()
 
 
-def request(bank: str = "vnpay", fmt: str = "vnpay-csv") -> RunRequest:
-    return RunRequest(bank=bank, business_date=DAY, statement_format=fmt, actor="finance:finance")
+def request(
+    bank: str = "vnpay", fmt: str = "vnpay-csv", account: BankAccount | None = None
+) -> RunRequest:
+    return RunRequest(bank, DAY, fmt, "finance:finance", account)
 
 
 async def status_of(engine: AsyncEngine, payment_id: str) -> str:
@@ -152,7 +170,10 @@ async def test_another_banks_payments_are_unknown_here(
         (lambda b: b.replace(b",2550000,", b",-2550000,", 1), "negative"),
         (lambda b: b.replace(b"vnp_TxnRef", b"TxnRef"), "lacks columns"),
         (lambda b: b + "ph\u1ea1m,x".encode("utf-16"), "not UTF-8"),
+        (lambda b: b.replace(b",00,", "Jos\u00e9,00,".encode("latin-1"), 1), "line 2: not UTF-8"),
         (lambda b: b.replace(b"20261127", b"20261120"), "another day"),
+        (lambda b: b"garbage\n1,2\n", "line 1: lacks columns"),
+        (lambda b: b.replace(b",PAYHUB01\n", b",OTHER002\n"), "line 2: statement is for account"),
     ],
 )
 async def test_a_bad_statement_fails_the_run_and_changes_no_payment(
@@ -160,13 +181,15 @@ async def test_a_bad_statement_fails_the_run_and_changes_no_payment(
 ) -> None:
     day = faulty_day()
     await load(engine, day.payments)
+    before = await snapshot(engine)
     bad = mangle(day.csv())  # type: ignore[operator]
-    run = await reconciler.run(request(), stream(bad))
+    run = await reconciler.run(request(account=TERMINAL), stream(bad))
     assert run["status"] == "failed"
     assert message in run["error"]
-    if message not in ("empty", "lacks columns"):
+    if message != "empty":
         assert "line " in run["error"]
     assert await status_of(engine, "pay_" + day.references["lost"].lower()) == "pending"
+    assert await snapshot(engine) == before
     async with engine.connect() as conn:
         assert (await conn.execute(select(events.c.id))).first() is None
         assert await store.list_exceptions(conn) == []
@@ -187,3 +210,220 @@ async def test_a_reference_in_the_remittance_text_is_found(
     ).encode()
     run = await reconciler.run(request("vietqr", "mt940"), stream(statement))
     assert run["counts"]["settled_by_statement"] == 1, run
+
+
+@pytest.mark.parametrize("fmt", ["camt.053", "mt940"])
+async def test_a_vietqr_day_gives_every_class_from_its_statement(
+    engine: AsyncEngine, reconciler: Reconciler, fmt: str
+) -> None:
+    """The bank listing a transfer twice is a ``duplicate`` line, not an error."""
+    day = faulty_day("vietqr")
+    await load(engine, day.payments)
+    data = day.camt() if fmt == "camt.053" else day.mt940()
+    run = await reconciler.run(request("vietqr", fmt, COLLECTION), stream(data))
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected
+
+
+async def test_a_line_repeated_word_for_word_is_a_duplicate(
+    engine: AsyncEngine, reconciler: Reconciler
+) -> None:
+    day = faulty_day()
+    await load(engine, day.payments)
+    lines = day.csv().decode().splitlines(keepends=True)
+    repeated = "".join([*lines[:3], lines[2], *lines[3:]]).encode()
+    run = await reconciler.run(request(account=TERMINAL), stream(repeated))
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"]["duplicate"] == day.expected["duplicate"] + 1
+    assert run["counts"]["matched"] + run["counts"]["settled_by_statement"] == (
+        day.expected["matched"] + day.expected["settled_by_statement"]
+    )
+    async with engine.connect() as conn:
+        exceptions = await store.list_exceptions(conn, run_id=run["id"], kind="duplicate")
+    assert 4 in {e["line_no"] for e in exceptions}  # the repeat, named by its own line
+
+
+def _without_merchant_column(data: bytes) -> bytes:
+    return b"".join(line.rsplit(b",", 1)[0] + b"\n" for line in data.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("bank", "fmt", "wrong", "right", "account", "message"),
+    [
+        (
+            "vnpay", "vnpay-csv", lambda d: d.csv(merchant="OTHER002"), FaultyDay.csv, TERMINAL,
+            "VNPay statement line 2: statement is for account OTHER002, bank vnpay collects "
+            "into PAYHUB01",
+        ),
+        (
+            "vnpay", "vnpay-csv", lambda d: _without_merchant_column(d.csv()), FaultyDay.csv,
+            TERMINAL, "VNPay statement line 1 (no vnp_TmnCode column): the statement names no "
+            "account; bank vnpay collects into PAYHUB01, so it cannot be checked",
+        ),
+        (
+            "momo", "momo-csv", lambda d: d.csv(MOMO_HEADER, "0", "MOMOTHER"),
+            lambda d: d.csv(MOMO_HEADER, "0", "MOMOX"), BankAccount("momo", "MOMOX"),
+            "MoMo statement line 2: statement is for account MOMOTHER, bank momo collects into "
+            "MOMOX",
+        ),
+        (
+            "vietqr", "camt.053", lambda d: d.camt("0099887766"), FaultyDay.camt, COLLECTION,
+            "camt line 8, Stmt/Acct/Id: statement is for account 0099887766, bank vietqr "
+            "collects into 0011223344556",
+        ),
+        (
+            "vietqr", "mt940", lambda d: d.mt940("0099887766"), FaultyDay.mt940, COLLECTION,
+            "MT940 line 2: statement is for account 970436/0099887766, bank vietqr collects "
+            "into 0011223344556",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_statement_for_another_account_fails_and_changes_nothing(
+    engine: AsyncEngine,
+    reconciler: Reconciler,
+    bank: str,
+    fmt: str,
+    wrong: Callable[[FaultyDay], bytes],
+    right: Callable[[FaultyDay], bytes],
+    account: BankAccount,
+    message: str,
+) -> None:
+    day = faulty_day(bank)
+    await load(engine, day.payments)
+    before = await snapshot(engine)
+    run = await reconciler.run(request(bank, fmt, account), stream(wrong(day)))
+    assert run["status"] == "failed"
+    assert run["error"] == message
+    assert await snapshot(engine) == before
+    # the same day from the bank's own account reconciles: only the account was wrong
+    run = await reconciler.run(request(bank, fmt, account), stream(right(day)))
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected
+
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE Document [\n'
+    + '<!ENTITY l0 "ha">\n'
+    + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">\n' for i in range(1, 10))
+    + "]>\n"
+)
+EXTERNAL_ENTITY = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE Document [<!ENTITY l9 SYSTEM "file:///etc/passwd">]>\n'
+)
+EXTERNAL_DTD = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE Document SYSTEM "http://127.0.0.1:9/camt.dtd">\n'
+)
+
+
+def _prolog(prolog: str) -> Callable[[bytes], bytes]:
+    """The statement behind another prolog, with the entity used in a remittance text."""
+
+    def mangle(data: bytes) -> bytes:
+        body = data.split(b"\n", 1)[1].replace(b"<Ustrd>", b"<Ustrd>&l9;", 1)
+        return prolog.encode() + body
+
+    return mangle
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda b: b"", "camt: empty file"),
+        (lambda b: b[: len(b) // 2], "not well-formed XML"),
+        (lambda b: b.replace(b"</Amt>", b"</Amount>", 1), "not well-formed XML"),
+        (lambda b: b.decode().encode("utf-16"), "camt line 1: file is UTF-16"),
+        (lambda b: b.replace(b"CT tu", "CT t\u00fa".encode("latin-1"), 1), "not well-formed XML"),
+        (
+            lambda b: b.replace(b"encoding='UTF-8'", b"encoding='ISO-8859-1'"),
+            "camt line 1: file declares encoding ISO-8859-1",
+        ),
+        (_prolog(BILLION_LAUGHS), "camt line 1: DOCTYPE refused"),
+        (_prolog(EXTERNAL_ENTITY), "camt line 1: DOCTYPE refused"),
+        (_prolog(EXTERNAL_DTD), "camt line 1: DOCTYPE refused"),
+        (lambda b: b.replace(b'Ccy="VND"', b'Ccy="XYZ"'), "currency XYZ where VND is required"),
+        (lambda b: b.replace(b">2550000</Amt>", b">2550000.50</Amt>"), "with a fraction"),
+        (lambda b: b.replace(b">2550000</Amt>", b">-2550000</Amt>"), "negative amount"),
+        (lambda b: b.replace(b"<DtTm>2026-11-27T", b"<DtTm>2026-11-20T"), "another day"),
+        (lambda b: b.replace(b"0011223344556", b"0099887766"), "statement is for account"),
+    ],
+)
+async def test_a_bad_camt_statement_fails_the_run_and_changes_nothing(
+    engine: AsyncEngine, reconciler: Reconciler, mangle: Callable[[bytes], bytes], message: str
+) -> None:
+    day = faulty_day("vietqr")
+    await load(engine, day.payments)
+    before = await snapshot(engine)
+    run = await reconciler.run(
+        request("vietqr", "camt.053", COLLECTION), stream(mangle(day.camt()))
+    )
+    assert run["status"] == "failed"
+    assert message in run["error"]
+    if message != "camt: empty file":
+        assert re.search(r"\bline [1-9][0-9]*\b", run["error"]), run["error"]
+    assert await snapshot(engine) == before
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda b: b"", "MT940 statement is empty"),
+        (lambda b: b.split(b"\n:61:", 2)[0] + b"\n:61:26112", "MT940 line 5: cannot be read"),
+        (lambda b: b.replace(b"VND", b"XYZ"), "MT940 line 5: currency 'XYZ'"),
+        (lambda b: b.replace(b"C2550000,", b"C2550000,5", 1), "MT940 line 5: amount"),
+        (lambda b: b.replace(b"\n:61:", "\n:86:Phạm\n:61:".encode("utf-16-le"), 1), "not UTF-8"),
+    ],
+)
+async def test_a_bad_mt940_statement_fails_the_run_and_changes_nothing(
+    engine: AsyncEngine, reconciler: Reconciler, mangle: Callable[[bytes], bytes], message: str
+) -> None:
+    day = faulty_day("vietqr")
+    await load(engine, day.payments)
+    before = await snapshot(engine)
+    run = await reconciler.run(request("vietqr", "mt940", COLLECTION), stream(mangle(day.mt940())))
+    assert run["status"] == "failed"
+    assert message in run["error"]
+    if "empty" not in message:
+        assert re.search(r"\bline [1-9][0-9]*\b", run["error"]), run["error"]
+    assert await snapshot(engine) == before
+
+
+async def test_a_run_waits_for_another_writer_without_stopping_the_loop(
+    engine: AsyncEngine, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that meets another writer in this process waits for SQLite's lock off the loop.
+
+    Just as the run tunes its connection (``ANALYZE`` writes statistics), a writer on the
+    same loop takes the write lock and holds it across an await, as the ledger does. Had
+    the run waited for the lock inline, the loop would stand still, the writer could never
+    commit, and the run would fail with "database is locked" after the busy timeout.
+    """
+    import asyncio
+
+    from payhub.store.engine import writing_connection
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    day = faulty_day()
+    await load(engine, day.payments)
+    locked = asyncio.Event()
+    writers: list[asyncio.Task[None]] = []
+    original = store.tune
+
+    async def writer() -> None:
+        async with writing_connection(engine) as conn, conn.begin():
+            await conn.execute(payments.update().where(payments.c.id == "none").values(status="x"))
+            locked.set()
+            await asyncio.sleep(0.05)  # holds the lock across an await
+
+    async def tune(conn: object) -> None:
+        writers.append(asyncio.create_task(writer()))
+        await locked.wait()
+        await original(conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "tune", tune)
+    run = await reconciler.run(request(account=TERMINAL), stream(day.csv()))
+    await asyncio.gather(*writers)
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected

@@ -115,15 +115,16 @@ def test_statement_takes_the_vietnamese_business_day() -> None:
     ]
     rows = [Settlement(str(9 - i), f"PH{i}", 1000 * (i + 1), "00", t, i) for i, t in enumerate(at)]
 
-    text = daily_csv(
-        ("id", "ref", "amount", "status", "pay_date", "fee"), reversed(rows), date(2026, 11, 28)
-    )
+    header = ("id", "ref", "amount", "status", "pay_date", "fee", "merchant")
+    text = daily_csv(header, reversed(rows), date(2026, 11, 28), "PAYHUB01")
 
     assert text.splitlines() == [
-        "id,ref,amount,status,pay_date,fee",
-        "8,PH1,2000,00,20261128000000,1",
-        "7,PH2,3000,00,20261128235959,2",
+        "id,ref,amount,status,pay_date,fee,merchant",
+        "8,PH1,2000,00,20261128000000,1,PAYHUB01",
+        "7,PH2,3000,00,20261128235959,2,PAYHUB01",
     ]
+    with pytest.raises(ValueError, match="7 columns"):
+        daily_csv(header[:6], rows, date(2026, 11, 28), "PAYHUB01")
 
 
 def test_page_pieces_escape_and_format() -> None:

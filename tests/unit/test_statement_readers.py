@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from payhub.domain.clock import VIETNAM
 from payhub.errors import ConfigError, StatementError
 from payhub.reconcile.csv_reader import read_momo, read_vnpay
-from payhub.reconcile.entries import StatementEntry, whole_vnd
+from payhub.reconcile.entries import BankAccount, StatementEntry, whole_vnd
 from payhub.reconcile.formats import reader_for, register_reader, usual_format
 from payhub.reconcile.mt940_reader import read_mt940
 
@@ -168,3 +168,169 @@ def test_camt_credits_become_entries_and_debits_are_skipped() -> None:
     assert (first.amount, first.settled, first.bank_transaction_id) == (2_550_000, True, "FT1")
     assert first.booked_at == datetime(2026, 11, 27, 9, 0, tzinfo=VIETNAM)
     assert second.reference is None and second.amount == 150_000 and not second.settled
+
+
+# -- the account a statement is for ------------------------------------------------------------
+
+VIETQR = BankAccount("vietqr", "0123456789")
+TERMINAL = BankAccount("vnpay", "PAYHUB01")
+
+
+def test_an_account_matches_whatever_its_spacing_case_or_bank_code() -> None:
+    assert BankAccount("b", "VN12 3456 7890").matches("vn1234567890")
+    assert VIETQR.matches("970400/0123456789") and VIETQR.matches(" 0123456789 ")
+    assert not VIETQR.matches("01234567890") and not VIETQR.matches("0123456789/970400")
+    assert not VIETQR.matches("")
+
+
+def with_merchant(text: str, column: str, merchants: tuple[str, ...]) -> str:
+    header, *rows = text.splitlines()
+    lines = [f"{header},{column}", *(f"{r},{m}" for r, m in zip(rows, merchants, strict=True))]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_csv_naming_the_banks_merchant_on_every_line_is_read() -> None:
+    data = with_merchant(VNPAY, "vnp_TmnCode", ("PAYHUB01", "PAYHUB01")).encode()
+    assert [e.line for e in read_vnpay(io.BytesIO(data), TERMINAL)] == [2, 3]
+    momo = VNPAY.replace("vnp_TransactionNo", "transId").replace("vnp_TxnRef", "orderId")
+    momo = with_merchant(momo.replace("status", "resultCode"), "partnerCode", ("MOMOX", "MOMOX"))
+    assert len(list(read_momo(io.BytesIO(momo.encode()), BankAccount("momo", "MOMOX")))) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            with_merchant(VNPAY, "vnp_TmnCode", ("PAYHUB01", "OTHER002")),
+            "VNPay statement line 3: statement is for account OTHER002, bank vnpay collects "
+            "into PAYHUB01",
+        ),
+        (
+            with_merchant(VNPAY, "vnp_TmnCode", ("OTHER002", "PAYHUB01")),
+            "line 2: statement is for account OTHER002",
+        ),
+        (
+            with_merchant(VNPAY, "vnp_TmnCode", ("PAYHUB01", "")),
+            "line 3: the statement names no account; bank vnpay collects into PAYHUB01",
+        ),
+        (VNPAY, r"line 1 \(no vnp_TmnCode column\): the statement names no account"),
+        (
+            with_merchant(VNPAY, "partnerCode", ("PAYHUB01", "PAYHUB01")),
+            r"line 1 \(no vnp_TmnCode column\)",
+        ),
+    ],
+)
+def test_a_csv_for_another_merchant_is_refused_at_its_line(data: str, message: str) -> None:
+    with pytest.raises(StatementError, match=message):
+        list(read_vnpay(io.BytesIO(data.encode()), TERMINAL))
+
+
+def test_without_an_account_the_merchant_column_is_optional() -> None:
+    data = with_merchant(VNPAY, "vnp_TmnCode", ("ANYONE01", "OTHER002")).encode()
+    assert len(list(read_vnpay(io.BytesIO(data)))) == 2
+    assert len(list(read_vnpay(io.BytesIO(VNPAY.encode())))) == 2
+
+
+def test_mt940_for_the_banks_account_is_read() -> None:
+    assert [e.line for e in read_mt940(io.BytesIO(MT940.encode()), VIETQR)] == [5, 7]
+    text = MT940.replace(":25:970400/0123456789", ":25P:0123456789\nBKTRVNVX")
+    assert len(list(read_mt940(io.BytesIO(text.encode()), VIETQR))) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            MT940.replace("0123456789", "9999999999"),
+            "MT940 line 2: statement is for account 970400/9999999999, bank vietqr collects "
+            "into 0123456789",
+        ),
+        (MT940.replace(":25:970400/0123456789\n", ""), "MT940 line 1: the statement names no"),
+        (  # the second statement of the file, without entries, is another account's
+            MT940 + ":20:STMT2\n:25:970400/1111\n:28C:2/1\n:60F:C261127VND0,\n:62F:C261127VND0,\n",
+            "MT940 line 11: statement is for account 970400/1111",
+        ),
+        (  # ... or names none
+            MT940 + ":20:STMT2\n:28C:2/1\n:60F:C261127VND0,\n:62F:C261127VND0,\n",
+            "MT940 line 10: the statement names no account",
+        ),
+    ],
+)
+def test_mt940_for_another_account_is_refused(text: str, message: str) -> None:
+    with pytest.raises(StatementError, match=message):
+        list(read_mt940(io.BytesIO(text.encode()), VIETQR))
+
+
+def test_camt_for_the_banks_account_is_read() -> None:
+    from payhub.reconcile.camt_entries import read_camt053
+
+    document = CAMT053_V2.replace("{reference}", "x")
+    entries = read_camt053(io.BytesIO(document.encode()), BankAccount("vietqr", "257678859"))
+    assert len(list(entries)) == 2
+
+
+CAMT_WITHOUT_ENTRIES = """<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08">
+ <BkToCstmrStmt>
+  <GrpHdr><MsgId>S2</MsgId><CreDtTm>2026-11-27T23:59:00</CreDtTm></GrpHdr>
+  <Stmt><Id>S2</Id><Acct><Id><IBAN>VN00 1111 2222</IBAN></Id></Acct></Stmt>
+ </BkToCstmrStmt>
+</Document>
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            CAMT053_V2,
+            "camt line 5, Stmt/Acct/Id: statement is for account 257678859, bank vietqr "
+            "collects into 0123456789",
+        ),
+        (
+            CAMT053_V2.replace(
+                "<Acct><Id><Othr><Id>257678859</Id></Othr></Id><Ccy>VND</Ccy></Acct>", ""
+            ),
+            "camt line 5, Stmt/Acct/Id: the statement names no account",
+        ),
+        (  # no entry to read: the account is checked when the statement ends
+            CAMT_WITHOUT_ENTRIES,
+            "camt line 5, Stmt/Acct/Id: statement is for account VN00 1111 2222",
+        ),
+        (
+            CAMT_WITHOUT_ENTRIES.replace(
+                "<Stmt><Id>S2</Id><Acct><Id><IBAN>VN00 1111 2222</IBAN></Id></Acct></Stmt>", ""
+            ),
+            "camt: the statement names no account",
+        ),
+    ],
+)
+def test_camt_for_another_account_is_refused(document: str, message: str) -> None:
+    from payhub.reconcile.camt_entries import read_camt053
+
+    with pytest.raises(StatementError, match=message):
+        list(read_camt053(io.BytesIO(document.encode()), VIETQR))
+
+
+def test_each_connector_names_the_account_of_its_statements() -> None:
+    from payhub.reconcile.formats import bank_account
+    from payhub.settings import BankSettings
+
+    options = {"tmn_code": "PAYHUB01", "partner_code": "MOMOX", "account": "0123456789"}
+    found = {
+        protocol: bank_account(BankSettings(f"my-{protocol}", protocol, options))
+        for protocol in ("vnpay", "momo", "vietqr")
+    }
+    assert found == {
+        "vnpay": BankAccount("my-vnpay", "PAYHUB01"),
+        "momo": BankAccount("my-momo", "MOMOX"),
+        "vietqr": BankAccount("my-vietqr", "0123456789"),
+    }
+    assert bank_account(BankSettings("x", "vnpay", {})) is None
+
+
+def test_a_reader_for_an_account_checks_it() -> None:
+    data = with_merchant(VNPAY, "vnp_TmnCode", ("OTHER002", "OTHER002")).encode()
+    assert len(list(reader_for("vnpay-csv")(io.BytesIO(data)))) == 2
+    with pytest.raises(StatementError, match="line 2: statement is for account OTHER002"):
+        list(reader_for("vnpay-csv", TERMINAL)(io.BytesIO(data)))
