@@ -127,13 +127,29 @@ _SECRET_IN_TEXT = (
     ),
 )
 
-# Every rule above needs one of these to match somewhere in the text: nine digits (with
-# single separators at most: every phone and ID-number shape has them), a secret-looking
-# word, a scheme or an authorisation word, a PEM armour. One search of this pattern clears
-# almost every log string at once, so the seven passes run only on text that could change.
-_COULD_MASK = re.compile(
-    rf"\d(?:[ .\-]?\d){{8}}|{_SECRET_WORDS}|bearer|basic|whsec_|-----BEGIN|://", re.I
-)
+# Every rule above needs one of these somewhere in the text: nine digits (with single
+# separators at most: every phone and ID-number shape has them), a secret-looking word, a
+# scheme or an authorisation word, a PEM armour. Checking for them clears almost every
+# log string at once, so the seven passes run only on text that could change. The words
+# are looked for as plain substrings of the case-folded text (a superset of the rules'
+# case-insensitive words: ``key`` stands for ``api_key`` and ``access-key``), four times
+# faster than one alternation compiled with ``re.I``.
+_NINE_DIGITS = re.compile(r"\d(?:[ .\-]?\d){8}")
+_COULD_MASK_WORDS = (
+    "secret", "passw", "pwd", "private", "token", "signature", "whsec", "authorization",
+    "key", "hash", "cookie", "credential", "bearer", "basic", "-----begin", "://",
+)  # fmt: skip
+
+
+def _could_mask(text: str) -> bool:
+    """Whether any masking rule could change ``text`` (never False when one would)."""
+    if _NINE_DIGITS.search(text) is not None:
+        return True
+    folded = text.casefold()
+    return any(word in folded for word in _COULD_MASK_WORDS) or any(
+        secret in text for secret in _known_secrets
+    )
+
 
 _known_secrets: set[str] = set()
 _MIN_REGISTERED_SECRET = 6
@@ -182,7 +198,7 @@ def _mask_match(match: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """``text`` with its secrets redacted and its ID and phone numbers masked."""
-    if _COULD_MASK.search(text) is None and not any(s in text for s in _known_secrets):
+    if not _could_mask(text):
         return text
     return _mask_text_fully(text)
 
@@ -220,7 +236,8 @@ def _key_kind(key: str) -> int:
     return _OTHER
 
 
-def _protect_value(key: str, value: Any, depth: int = 0) -> Any:
+def _protect_value(key: str, value: Any, depth: int = 0, *, clean: bool = False) -> Any:
+    """``value`` as it may be logged under ``key``; ``clean``: a string needs no masking."""
     kind = _key_kind(key)
     if kind == _SECRET:
         return REDACTED
@@ -233,7 +250,7 @@ def _protect_value(key: str, value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         return "[too deep]"
     if isinstance(value, str):
-        return mask_text(value)
+        return value if clean else mask_text(value)
     if isinstance(value, int):
         text = str(value)
         masked = mask_text(text)
@@ -273,9 +290,17 @@ def _protect_personal(value: Any, depth: int) -> Any:
 
 
 def protect(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """structlog processor: no secret and no full ID or phone number ever reaches a log."""
+    """structlog processor: no secret and no full ID or phone number ever reaches a log.
+
+    A line's top-level strings are searched once, joined by line breaks (no rule's match
+    can span one): when nothing in them could need masking, each is kept as it is rather
+    than searched again on its own. A line of an HTTP request has half a dozen.
+    """
+    joined = "\n".join(v for v in event_dict.values() if type(v) is str)
+    clean = not _could_mask(joined)
     for key in list(event_dict):
-        event_dict[key] = _protect_value(str(key), event_dict[key])
+        value = event_dict[key]
+        event_dict[key] = _protect_value(str(key), value, clean=clean and type(value) is str)
     return event_dict
 
 
