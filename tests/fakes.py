@@ -20,7 +20,6 @@ from payhub.connectors.port import (
     PlacedOrder,
     RefundRequest,
     RefundResult,
-    StatementLine,
 )
 from payhub.domain.clock import Clock, rfc3339
 from payhub.domain.payment import Payment, Refund
@@ -83,9 +82,6 @@ class FakeBank(BankConnector):
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         return RefundResult(succeeded=True, bank_refund_id="r1")
-
-    def parse_statement(self, data: bytes) -> list[StatementLine]:
-        return []
 
 
 def confirmation(

@@ -15,16 +15,14 @@ the API request: a query answering one raises (``BankUnavailable`` when worth re
 ``BankAnswerInvalid`` otherwise) and so changes no payment.
 
 Statement CSV (one file per business day, Asia/Ho_Chi_Minh, UTF-8, optional BOM), the
-shape of VNPay's::
+shape of VNPay's, read line by line by ``payhub.reconcile.csv_reader`` (``momo-csv``)::
 
-    transId,orderId,amount,resultCode,pay_date,fee
-    3100000001,PH20261128000001,25500,0,20261128100512,0
+    partnerCode,transId,orderId,amount,resultCode,pay_date,fee
+    MOMOPAYHUB,3100000001,PH20261128000001,25500,0,20261128100512,0
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import secrets
 import uuid
@@ -49,23 +47,18 @@ from payhub.connectors.port import (
     PlacedOrder,
     RefundRequest,
     RefundResult,
-    StatementLine,
 )
-from payhub.domain.clock import VIETNAM
 from payhub.errors import (
     BankAnswerInvalid,
     BankUnavailable,
     ConfigError,
     ConfirmationMalformed,
     ConfirmationSignatureInvalid,
-    StatementError,
 )
 
 log = structlog.get_logger(__name__)
 
 LANGS = ("vi", "en")
-STATEMENT_COLUMNS = ("transId", "orderId", "amount", "resultCode", "pay_date", "fee")
-MAX_STATEMENT_BYTES = 64 * 1024 * 1024
 ORDER_INFO_MAX_LENGTH = 255
 _IPN_STRINGS = ("partnerCode", "orderId", "requestId", "orderInfo", "orderType", "message")
 _IPN_OPTIONAL_STRINGS = ("payType", "extraData")
@@ -113,6 +106,7 @@ class MomoConnector(BankConnector):
     """MoMo's wallet: the hub creates the order by API, the payer pays in the app."""
 
     protocol: ClassVar[str] = "momo"
+    statement_format: ClassVar[str | None] = "momo-csv"
     min_amount: ClassVar[int] = wire.MIN_AMOUNT
     max_amount: ClassVar[int] = wire.MAX_AMOUNT
 
@@ -278,28 +272,6 @@ class MomoConnector(BankConnector):
         log.info("momo.refund_refused", bank=self.bank, refund_id=request.refund_id, code=code)
         return RefundResult(succeeded=False, failure_code=str(code))
 
-    def parse_statement(self, data: bytes) -> list[StatementLine]:
-        """Read the daily CSV described in the module docstring."""
-        if len(data) > MAX_STATEMENT_BYTES:
-            raise StatementError("MoMo statement larger than the allowed size")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise StatementError("MoMo statement is not UTF-8") from exc
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-        try:
-            header = reader.fieldnames or []
-            missing = [name for name in STATEMENT_COLUMNS if name not in header]
-            if missing:
-                raise StatementError(f"MoMo statement lacks columns {', '.join(missing)}")
-            return [
-                _statement_line(row, reader.line_num)
-                for row in reader
-                if any((value or "").strip() for value in row.values() if isinstance(value, str))
-            ]
-        except csv.Error as exc:
-            raise StatementError(f"MoMo statement line {reader.line_num}: {exc}") from exc
-
     async def _call(
         self, path: str, body: dict[str, Any], fields: tuple[str, ...]
     ) -> dict[str, Any]:
@@ -377,44 +349,6 @@ def _refusal(what: str, code: int, answer: Mapping[str, Any]) -> Exception:
     if code in wire.TRANSIENT_API_CODES or code in wire.NOT_FINAL:
         return BankUnavailable(text)
     return BankAnswerInvalid(text)
-
-
-def _statement_line(row: Mapping[str, str | None], line: int) -> StatementLine:
-    def cell(name: str) -> str:
-        value = row.get(name)
-        if value is None:
-            raise StatementError(f"MoMo statement line {line}: missing {name}")
-        return value.strip()
-
-    if None in row:
-        raise StatementError(f"MoMo statement line {line}: more cells than columns")
-    reference = cell("orderId")
-    code = cell("resultCode")
-    try:
-        amount = _whole(cell("amount"))
-        fee = _whole(cell("fee") or "0")
-        pay_date = cell("pay_date")
-        booked_at = (
-            datetime.strptime(pay_date, "%Y%m%d%H%M%S").replace(tzinfo=VIETNAM)
-            if pay_date
-            else None
-        )
-        result = _whole(code)
-    except ValueError as exc:
-        raise StatementError(f"MoMo statement line {line}: {exc}") from exc
-    if not reference:
-        raise StatementError(f"MoMo statement line {line}: empty orderId")
-    settled = result == wire.SUCCESS
-    trans_id = cell("transId")
-    return StatementLine(
-        bank_reference=reference,
-        amount=amount,
-        booked_at=booked_at,
-        status=(ConfirmationStatus.SUCCEEDED if settled else ConfirmationStatus.FAILED).value,
-        bank_transaction_id=trans_id or None,
-        text="" if settled else f"resultCode={code}",
-        fee=fee,
-    )
 
 
 def _whole(text: str) -> int:

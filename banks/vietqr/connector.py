@@ -25,7 +25,7 @@ could not be applied (the bank resends the notification, which applies once);
 ``400`` for a bad signature or an unreadable document.
 
 No refunds online (``refund_not_supported``), no status query (a transfer the bank did not
-notify shows in the day's camt.053, ``parse_statement``).
+notify shows in the day's camt.053, ``read_statement``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from payhub.connectors.port import (
     PrivateFile,
     RefundRequest,
     RefundResult,
-    StatementLine,
 )
 from payhub.domain.clock import VIETNAM
 from payhub.domain.reference import find_transfer_reference
@@ -63,13 +62,11 @@ from payhub.errors import (
     ConfirmationMalformed,
     ConfirmationSignatureInvalid,
     ProblemError,
-    StatementError,
 )
-from payhub.reconcile.camt import CamtError, CamtLine, CamtReader, CreditDebit, to_statement_line
+from payhub.reconcile.camt import CamtError, CamtLine, CamtReader, CreditDebit
 from payhub.reconcile.camt import vnd_amount as camt_vnd_amount
 
 MAX_NOTIFICATION_BYTES = 64 * 1024
-MAX_STATEMENT_BYTES = 256 * 1024 * 1024
 _RECEIVED = frozenset(
     {
         ConfirmationOutcome.APPLIED,
@@ -86,6 +83,7 @@ class VietqrConnector(BankConnector):
     """Bank transfer by dynamic VietQR into the agency's collection account."""
 
     protocol: ClassVar[str] = "vietqr"
+    statement_format: ClassVar[str | None] = "camt.053"
     supports_refund: ClassVar[bool] = False
     places_orders_locally: ClassVar[bool] = True
 
@@ -210,17 +208,6 @@ class VietqrConnector(BankConnector):
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         raise ProblemError("refund_not_supported", f"bank {self.bank!r} cannot refund online")
-
-    def parse_statement(self, data: bytes) -> list[StatementLine]:
-        """The credits of a camt.053 (any version the reader knows); debits are skipped."""
-        try:
-            return [
-                to_statement_line(line)
-                for line in CamtReader(data, max_bytes=MAX_STATEMENT_BYTES)
-                if line.direction is CreditDebit.CREDIT
-            ]
-        except CamtError as exc:
-            raise StatementError(str(exc)) from exc
 
     def _confirmation(self, line: CamtLine) -> Confirmation:
         try:

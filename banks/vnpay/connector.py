@@ -11,20 +11,20 @@ Options (the bank's TOML table):
   method, e.g. ``VNBANK``, ``INTCARD``, ``VNPAYQR``; default: the payer chooses) and
   ``server_ip`` (the hub's address VNPay sees on API calls, default ``127.0.0.1``).
 
-Statement CSV (one file per business day, Asia/Ho_Chi_Minh, UTF-8, optional BOM)::
+Statement CSV (one file per business day, Asia/Ho_Chi_Minh, UTF-8, optional BOM), read
+line by line by ``payhub.reconcile.csv_reader`` (format ``vnpay-csv``)::
 
-    vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee
-    14000001,PH20261128000001,25500,00,20261128100512,0
+    vnp_TmnCode,vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee
+    PAYHUB01,14000001,PH20261128000001,25500,00,20261128100512,0
 
 ``amount`` and ``fee`` are whole VND (not × 100), ``status`` is the payment's
 ``vnp_TransactionStatus`` (``00`` settled) and ``pay_date`` is ``yyyyMMddHHmmss`` GMT+7.
 Columns are found by header name, so their order may change; extra columns are ignored.
+A statement whose ``vnp_TmnCode`` is not this terminal's is refused.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import secrets
 import uuid
@@ -49,7 +49,6 @@ from payhub.connectors.port import (
     PlacedOrder,
     RefundRequest,
     RefundResult,
-    StatementLine,
 )
 from payhub.errors import (
     BankAnswerInvalid,
@@ -57,14 +56,11 @@ from payhub.errors import (
     ConfigError,
     ConfirmationMalformed,
     ConfirmationSignatureInvalid,
-    StatementError,
 )
 
 log = structlog.get_logger(__name__)
 
 LOCALES = ("vn", "en")
-STATEMENT_COLUMNS = ("vnp_TransactionNo", "vnp_TxnRef", "amount", "status", "pay_date", "fee")
-MAX_STATEMENT_BYTES = 64 * 1024 * 1024
 _API_TRANSIENT_CODES = frozenset({"94", "99"})
 _IPN_REQUIRED = (
     "vnp_TmnCode",
@@ -121,6 +117,7 @@ class VnpayConnector(BankConnector):
     """VNPay's redirect gateway: the payer pays on VNPay's page, VNPay confirms by IPN."""
 
     protocol: ClassVar[str] = "vnpay"
+    statement_format: ClassVar[str | None] = "vnpay-csv"
     places_orders_locally: ClassVar[bool] = True
 
     def __init__(self, bank: str, options: Mapping[str, Any], context: ConnectorContext) -> None:
@@ -275,28 +272,6 @@ class VnpayConnector(BankConnector):
             succeeded=True, bank_refund_id=_transaction_no(answer.get("vnp_TransactionNo"))
         )
 
-    def parse_statement(self, data: bytes) -> list[StatementLine]:
-        """Read the daily CSV described in the module docstring."""
-        if len(data) > MAX_STATEMENT_BYTES:
-            raise StatementError("VNPay statement larger than the allowed size")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise StatementError("VNPay statement is not UTF-8") from exc
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-        try:
-            header = reader.fieldnames or []
-            missing = [name for name in STATEMENT_COLUMNS if name not in header]
-            if missing:
-                raise StatementError(f"VNPay statement lacks columns {', '.join(missing)}")
-            return [
-                _statement_line(row, reader.line_num)
-                for row in reader
-                if any((value or "").strip() for value in row.values() if isinstance(value, str))
-            ]
-        except csv.Error as exc:
-            raise StatementError(f"VNPay statement line {reader.line_num}: {exc}") from exc
-
     def _api_request(self, command: str) -> dict[str, str]:
         now = self.context.clock()
         return {
@@ -401,39 +376,6 @@ def _api_refusal(command: str, code: str, answer: Mapping[str, Any]) -> Exceptio
     if code in _API_TRANSIENT_CODES:
         return BankUnavailable(message)
     return BankAnswerInvalid(message)
-
-
-def _statement_line(row: Mapping[str, str | None], line: int) -> StatementLine:
-    def cell(name: str) -> str:
-        value = row.get(name)
-        if value is None:
-            raise StatementError(f"VNPay statement line {line}: missing {name}")
-        return value.strip()
-
-    if None in row:
-        raise StatementError(f"VNPay statement line {line}: more cells than columns")
-    status = cell("status")
-    reference = cell("vnp_TxnRef")
-    try:
-        amount = _whole_vnd(cell("amount"))
-        fee = _whole_vnd(cell("fee") or "0")
-        booked_at = wire.parse_date(cell("pay_date")) if cell("pay_date") else None
-    except ValueError as exc:
-        raise StatementError(f"VNPay statement line {line}: {exc}") from exc
-    if not _is_code(status):
-        raise StatementError(f"VNPay statement line {line}: status {status!r} is not a code")
-    if not reference:
-        raise StatementError(f"VNPay statement line {line}: empty vnp_TxnRef")
-    settled = status == "00"
-    return StatementLine(
-        bank_reference=reference,
-        amount=amount,
-        booked_at=booked_at,
-        status=(ConfirmationStatus.SUCCEEDED if settled else ConfirmationStatus.FAILED).value,
-        bank_transaction_id=_transaction_no(cell("vnp_TransactionNo")),
-        text="" if settled else f"vnp_TransactionStatus={status}",
-        fee=fee,
-    )
 
 
 def _whole_vnd(text: str) -> int:

@@ -10,7 +10,7 @@ values; transport failures and bad signatures raise from ``payhub.errors``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from payhub.domain.clock import Clock
+from payhub.errors import StatementError
+from payhub.reconcile.entries import ByteSource, StatementEntry
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,9 @@ class BankConnector(abc.ABC):
     supports_refund: ClassVar[bool] = True
     places_orders_locally: ClassVar[bool] = False
     """True when ``place_order`` only computes (a signed URL, a QR payload) and calls no one."""
+    statement_format: ClassVar[str | None] = None
+    """The format of the bank's daily statement: a reader's name in
+    ``payhub.reconcile.formats`` (``vnpay-csv``, ``camt.053``, …); ``None``: it sends none."""
 
     def __init__(self, bank: str, options: Mapping[str, Any], context: ConnectorContext) -> None:
         self.bank = bank
@@ -252,6 +257,20 @@ class BankConnector(abc.ABC):
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Refund part or all of a paid order."""
 
-    @abc.abstractmethod
-    def parse_statement(self, data: bytes) -> list[StatementLine]:
-        """Read the bank's statement file for one business day."""
+    def read_statement(self, stream: ByteSource) -> Iterator[StatementEntry]:
+        """The bank's statement for one business day, line by line as ``stream`` is read.
+
+        The file is never held whole: the reader of ``statement_format`` (one of
+        ``payhub.reconcile.formats``) yields each line as it parses it, and refuses a
+        statement naming another account than ``statement_account``. Reconciliation
+        reads every statement this way; a bank with its own format registers a reader
+        under its name and sets ``statement_format``.
+        """
+        from payhub.reconcile.entries import BankAccount
+        from payhub.reconcile.formats import reader_for  # the readers' registry imports ports
+
+        if self.statement_format is None:
+            raise StatementError(f"bank {self.bank!r} sends no statement")
+        number = self.statement_account(self.options)
+        account = BankAccount(self.bank, number) if number else None
+        return reader_for(self.statement_format, account)(stream)

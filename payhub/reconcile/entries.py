@@ -1,11 +1,10 @@
-"""What the matcher reads from any statement: one ``StatementEntry`` per bank transaction.
+"""What any statement is read into: one ``StatementEntry`` per bank transaction.
 
-Every reader (per-bank CSV, MT940, and camt.053 when it is registered) yields these, one
-at a time, so a statement of a million lines never sits in memory. Amounts are already
-whole VND: a reader converts from ``Decimal`` at its edge and refuses a fraction, a
-negative amount or another currency, naming the line. The connector port's
-``StatementLine`` has no line number; a person resolving an exception needs one, so this
-is the matcher's own type.
+Every reader (per-bank CSV, MT940, camt.053) yields these, one at a time, so a statement
+of a million lines never sits in memory; the connector port hands them out too
+(``BankConnector.read_statement``). Amounts are already whole VND: a reader converts
+from ``Decimal`` at its edge and refuses a fraction, a negative amount or another
+currency, naming the line, which every entry keeps for the person resolving it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Statement readers by format, and each bank protocol's usual format.
 
-A reader is registered under its format name; camt.053 (``payhub.reconcile.camt``) joins
-with one ``register_reader`` call. The CLI and the API take an explicit format or the
+A reader is registered under its format name; a bank's connector names the format of its
+daily statement (``BankConnector.statement_format``) and reads it through the reader
+(``BankConnector.read_statement``). The CLI and the API take an explicit format or the
 bank's usual one.
 
 A statement must be for the bank's own account (``BankAccount``): each connector says
@@ -28,9 +29,6 @@ _READERS: dict[str, StatementReader] = {
     "mt940": read_mt940,
     "camt.053": read_camt053,
 }
-
-USUAL_FORMAT = {"vnpay": "vnpay-csv", "momo": "momo-csv", "vietqr": "camt.053"}
-"""The format each bank protocol delivers its daily statement in (BANKS.md)."""
 
 
 def register_reader(name: str, reader: StatementReader) -> None:
@@ -62,8 +60,8 @@ def bank_account(bank: BankSettings) -> BankAccount | None:
 
 
 def usual_format(protocol: str) -> str:
-    """The format a bank of ``protocol`` sends, when the caller names none."""
-    found = USUAL_FORMAT.get(protocol)
+    """The format a bank of ``protocol`` sends (its connector's ``statement_format``)."""
+    found = connector_class(protocol).statement_format
     if found is None:
-        raise ConfigError(f"no usual statement format for bank protocol {protocol!r}; give one")
+        raise ConfigError(f"bank protocol {protocol!r} sends no statement; give a format")
     return found

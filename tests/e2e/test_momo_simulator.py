@@ -6,6 +6,7 @@ A tiny merchant stands in for the hub: it reads IPNs with the connector and answ
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -251,11 +252,9 @@ async def test_statement_holds_the_days_successes(world: World, clock: ManualClo
     url = server.make_url("/_sim/statement").with_query(date="2026-11-28")
     async with http.get(url) as response:
         assert response.content_type == "text/csv"
-        lines = connector.parse_statement(await response.read())
+        lines = list(connector.read_statement(io.BytesIO(await response.read())))
 
-    assert [(x.bank_reference, x.amount, x.status) for x in lines] == [
-        ("PHM8", 25_500, "succeeded")
-    ]
+    assert [(x.reference, x.amount, x.settled) for x in lines] == [("PHM8", 25_500, True)]
 
 
 async def test_pay_page_shows_the_deadline_in_gmt7(world: World, clock: ManualClock) -> None:

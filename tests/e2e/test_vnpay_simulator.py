@@ -7,6 +7,7 @@ the connector and answers them the way the hub would.
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -361,7 +362,7 @@ async def test_payer_who_pays_twice_makes_two_transactions(
         ConfirmationOutcome.APPLIED,
         ConfirmationOutcome.ALREADY_APPLIED,
     ]
-    lines = connector.parse_statement(await bank.statement("2026-11-28"))
+    lines = list(connector.read_statement(io.BytesIO(await bank.statement("2026-11-28"))))
     assert [line.bank_transaction_id for line in lines] == sorted(numbers)
 
 
@@ -678,16 +679,16 @@ async def test_statement_holds_the_days_settled_payments(
     clock.advance(1)  # the next business day
     await bank.pay(reference=await _place(connector, merchant, clock, "PH073", 7_000))
 
-    lines = connector.parse_statement(await bank.statement("2026-11-28"))
+    lines = list(connector.read_statement(io.BytesIO(await bank.statement("2026-11-28"))))
 
-    assert [(x.bank_reference, x.amount, x.status, x.fee) for x in lines] == [
-        ("PH070", 25_500, "succeeded", 280),
-        ("PH072", 150_000, "succeeded", 1_650),
+    assert [(x.reference, x.amount, x.settled, x.fee) for x in lines] == [
+        ("PH070", 25_500, True, 280),
+        ("PH072", 150_000, True, 1_650),
     ]
     assert lines[0].bank_transaction_id == first["payments"][0]["vnp_TransactionNo"]
     assert lines[1].booked_at == datetime(2026, 11, 28, 23, 59, 59, tzinfo=VIETNAM)
-    [next_day] = connector.parse_statement(await bank.statement("2026-11-29"))
-    assert next_day.bank_reference == "PH073"
+    [next_day] = connector.read_statement(io.BytesIO(await bank.statement("2026-11-29")))
+    assert next_day.reference == "PH073"
 
 
 async def test_statement_needs_a_date(bank: Bank, http: aiohttp.ClientSession) -> None:

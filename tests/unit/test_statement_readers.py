@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from payhub.domain.clock import VIETNAM
 from payhub.errors import ConfigError, StatementError
 from payhub.reconcile.csv_reader import read_momo, read_vnpay
-from payhub.reconcile.entries import BankAccount, StatementEntry, whole_vnd
+from payhub.reconcile.entries import BankAccount, ByteSource, StatementEntry, whole_vnd
 from payhub.reconcile.formats import reader_for, register_reader, usual_format
 from payhub.reconcile.mt940_reader import read_mt940
 
@@ -124,6 +125,25 @@ def test_formats_registry() -> None:
         reader_for("camt.099")
     register_reader("test-format", read_vnpay)
     assert reader_for("test-format") is read_vnpay
+
+
+def test_a_bank_reads_its_statement_through_the_port_with_its_own_reader() -> None:
+    """A third-party bank names a registered format; one without a statement says so."""
+    from tests.fakes import FakeBank
+
+    def read_lines(stream: ByteSource, *, account: BankAccount | None = None) -> Any:
+        assert account is None  # FakeBank names no statement account
+        for number, text in enumerate(stream.read().decode().splitlines(), start=1):
+            yield StatementEntry(number, text, 1_000, True, None)
+
+    class StatementBank(FakeBank):
+        statement_format = "test-lines"
+
+    register_reader("test-lines", read_lines)
+    bank = StatementBank("fake")
+    assert [e.reference for e in bank.read_statement(io.BytesIO(b"PH1\nPH2"))] == ["PH1", "PH2"]
+    with pytest.raises(StatementError, match="sends no statement"):
+        FakeBank("fake").read_statement(io.BytesIO(b""))
 
 
 CAMT053_V2 = """<?xml version="1.0" encoding="UTF-8"?>

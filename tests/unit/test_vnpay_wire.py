@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from payhub.errors import (
     ConfirmationSignatureInvalid,
     StatementError,
 )
+from payhub.reconcile.entries import StatementEntry
 
 VECTORS_PATH = (
     Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "vnpay_vietqr_vectors.json"
@@ -453,32 +455,38 @@ def test_answers_speak_vnpay(
 
 
 STATEMENT = (
-    "vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee\n"
-    "14000001,PH1,25500,00,20261128100512,280\n"
+    "vnp_TmnCode,vnp_TransactionNo,vnp_TxnRef,amount,status,pay_date,fee\n"
+    f"{TMN_CODE},14000001,PH1,25500,00,20261128100512,280\n"
     "\n"
-    "14000002,PH2,150000,04,20261128235959,0\n"
+    f"{TMN_CODE},14000002,PH2,150000,04,20261128235959,0\n"
 )
 
 
-def test_statement_lines_are_read(connector: VnpayConnector) -> None:
-    lines = connector.parse_statement(("\ufeff" + STATEMENT).encode())
+def read(connector: VnpayConnector, data: bytes) -> list[StatementEntry]:
+    return list(connector.read_statement(io.BytesIO(data)))
 
-    assert [(x.bank_reference, x.amount, x.status, x.fee) for x in lines] == [
-        ("PH1", 25_500, "succeeded", 280),
-        ("PH2", 150_000, "failed", 0),
+
+def test_statement_lines_are_read_as_the_stream_is(connector: VnpayConnector) -> None:
+    lines = connector.read_statement(io.BytesIO(("\ufeff" + STATEMENT).encode()))
+    assert not isinstance(lines, list)  # an iterator: the file is never held whole
+
+    read_lines = list(lines)
+    assert [(x.line, x.reference, x.amount, x.settled, x.fee) for x in read_lines] == [
+        (2, "PH1", 25_500, True, 280),
+        (4, "PH2", 150_000, False, 0),
     ]
-    assert lines[0].bank_transaction_id == "14000001"
-    assert lines[0].booked_at == datetime(2026, 11, 28, 10, 5, 12, tzinfo=VIETNAM)
+    assert read_lines[0].bank_transaction_id == "14000001"
+    assert read_lines[0].booked_at == datetime(2026, 11, 28, 10, 5, 12, tzinfo=VIETNAM)
 
 
 def test_statement_columns_may_move(connector: VnpayConnector) -> None:
     data = (
-        "fee,amount,vnp_TxnRef,status,pay_date,vnp_TransactionNo,extra\n"
-        "0,100,PH9,00,20261128000000,7,x\n"
+        "fee,amount,vnp_TxnRef,status,pay_date,vnp_TransactionNo,extra,vnp_TmnCode\n"
+        f"0,100,PH9,00,20261128000000,7,x,{TMN_CODE}\n"
     )
 
-    [line] = connector.parse_statement(data.encode())
-    assert (line.bank_reference, line.amount, line.bank_transaction_id) == ("PH9", 100, "7")
+    [line] = read(connector, data.encode())
+    assert (line.reference, line.amount, line.bank_transaction_id) == ("PH9", 100, "7")
 
 
 @pytest.mark.parametrize(
@@ -493,12 +501,13 @@ def test_statement_columns_may_move(connector: VnpayConnector) -> None:
         STATEMENT.replace(",00,", ",ok,").encode(),
         STATEMENT.replace("PH1", "").encode(),
         STATEMENT.replace("PH1", '"PH1').encode(),
+        STATEMENT.replace(f"{TMN_CODE},14000002", "OTHER001,14000002").encode(),
         b"\xff\xfe\x00",
     ],
 )
 def test_malformed_statements_are_refused(connector: VnpayConnector, data: bytes) -> None:
     with pytest.raises(StatementError):
-        connector.parse_statement(data)
+        read(connector, data)
 
 
 @given(st.text())
