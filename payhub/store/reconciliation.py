@@ -108,10 +108,11 @@ _STAGED = (
     "bank_transaction_id",
     "text",
     "fee",
+    "duplicate",
 )
 _SQLITE_STAGE = (
     "INSERT INTO temp.reconciliation_staging (seq, line_no, reference, amount, settled, "
-    "booked_at, bank_transaction_id, text, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "booked_at, bank_transaction_id, text, fee, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RECONCILED = ("matched", "settled_by_statement", "previous_day", "next_day")
 PERSIST_BATCH = 250_000
@@ -261,33 +262,71 @@ async def drop_staging(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: staging.drop(sync, checkfirst=True))
 
 
-async def stage(conn: AsyncConnection, first_seq: int, entries: Sequence[StatementEntry]) -> None:
-    """Load one batch of statement lines into the staging table through the driver."""
-    if not entries:
+def staging_rows(
+    dialect: str, first_seq: int, entries: Sequence[StatementEntry], seen: set[str]
+) -> list[tuple[Any, ...]]:
+    """One batch of statement lines as the driver loads them, each with its ``duplicate``
+    mark: every line after the first with the same reference (``seen`` holds the
+    references of the lines before this batch, and is updated).
+
+    Pure Python and no connection, so a worker thread prepares the next batch while the
+    event loop serves. Duplicates are found here, in one set lookup a line, rather than
+    by a window function over the staged table afterwards (a sort of every line: 0.7 s a
+    million). SQLite is handed pay times as the naive UTC text ``UtcDateTime`` stores,
+    converted once per distinct time; PostgreSQL's ``COPY`` takes the datetimes.
+    """
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    add = seen.add
+    seq = first_seq
+    if dialect == "postgresql":
+        for line, reference, amount, settled, at, tx, text, fee in entries:
+            duplicate = None
+            if reference is not None:
+                if reference in seen:
+                    duplicate = 1
+                else:
+                    add(reference)
+            append((seq, line, reference, amount, int(settled), at, tx, text, fee, duplicate))
+            seq += 1
+        return rows
+    texts = _StoredTimes()
+    for line, reference, amount, settled, at, tx, text, fee in entries:
+        duplicate = None
+        if reference is not None:
+            if reference in seen:
+                duplicate = 1
+            else:
+                add(reference)
+        append((seq, line, reference, amount, settled, texts[at], tx, text, fee, duplicate))
+        seq += 1
+    return rows
+
+
+class _StoredTimes(dict[datetime | None, str | None]):
+    """How ``UtcDateTime`` keeps a time on SQLite (naive UTC text), made once per distinct
+    time: a hit is a plain dict lookup, no Python call."""
+
+    def __missing__(self, moment: datetime | None) -> str | None:
+        found = None if moment is None else moment.astimezone(UTC).strftime(_STORED_TIME)
+        self[moment] = found
+        return found
+
+
+_STORED_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+async def stage_rows(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Load rows of ``staging_rows`` into the staging table through the driver."""
+    if not rows:
         return
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if conn.dialect.name == "postgresql":
-        records = [(first_seq + i, *e[:3], int(e[3]), *e[4:]) for i, e in enumerate(entries)]
         await driver.copy_records_to_table(
-            "reconciliation_staging", records=records, columns=list(_STAGED)
+            "reconciliation_staging", records=rows, columns=list(_STAGED)
         )
         return
-    texts: dict[datetime, str] = {}
-
-    def stored(moment: datetime | None) -> str | None:
-        """How ``UtcDateTime`` keeps a time on SQLite: naive UTC text (once per distinct)."""
-        if moment is None:
-            return None
-        found = texts.get(moment)
-        if found is None:
-            found = texts[moment] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return found
-
-    rows = [
-        (first_seq + i, line, reference, amount, settled, stored(at), tx, text, fee)
-        for i, (line, reference, amount, settled, at, tx, text, fee) in enumerate(entries)
-    ]
     await driver.executemany(_SQLITE_STAGE, rows)
 
 
@@ -308,19 +347,6 @@ async def first_booked_outside(
 
 
 # -- classification -------------------------------------------------------------------------
-
-
-async def mark_duplicates(conn: AsyncConnection) -> None:
-    """Every line after the first with the same reference is a ``duplicate``."""
-    s = staging
-    position = func.row_number().over(partition_by=s.c.reference, order_by=s.c.seq)
-    ranked = select(s.c.seq, position.label("position")).where(s.c.reference.is_not(None))
-    later = ranked.subquery()
-    await conn.execute(
-        update(s)
-        .where(s.c.seq.in_(select(later.c.seq).where(later.c.position > 1)))
-        .values(duplicate=1)
-    )
 
 
 def _verdict(window: DayWindow) -> Any:

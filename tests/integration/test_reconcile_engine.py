@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -187,3 +189,41 @@ async def test_a_reference_in_the_remittance_text_is_found(
     ).encode()
     run = await reconciler.run(request("vietqr", "mt940"), stream(statement))
     assert run["counts"]["settled_by_statement"] == 1, run
+
+
+class _HeldStatement:
+    """A statement whose reads wait until the test lets them go.
+
+    A read is the reader's own work: if it ran on the event loop, waiting here would
+    stop the loop, and the test could never prove anything else ran meanwhile.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = stream(data)
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reading.set()
+        if not self.release.wait(timeout=10):
+            raise RuntimeError("the statement was never released")
+        return self._data.read(size)
+
+
+async def test_the_event_loop_serves_while_a_statement_is_read(
+    engine: AsyncEngine, reconciler: Reconciler
+) -> None:
+    day = faulty_day()
+    await load(engine, day.payments)
+    statement = _HeldStatement(day.csv())
+    running = asyncio.create_task(reconciler.run(request(), statement))
+    assert await asyncio.to_thread(statement.reading.wait, 10)
+    # The reader is inside read(), held; the loop still answers another request.
+    lost = "pay_" + day.references["lost"].lower()
+    assert await status_of(engine, lost) == "pending"
+    assert not running.done()
+    statement.release.set()
+    run = await running
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected
+    assert await status_of(engine, lost) == "succeeded"
