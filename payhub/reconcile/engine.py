@@ -138,27 +138,40 @@ class Reconciler:
                         assert found is not None
                         log.info("reconciliation.repeated", run=earlier, bank=request.bank)
                         return {**found, "repeated": True}
-                async with conn.begin():
-                    await store.add_missing_at_bank(conn, run_id, request.bank, window, lines + 1)
-                    await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
-                    payable = await store.to_settle(conn, run_id)
-                    await store.finish_run(conn, run_id, statement_sha256=sha256, line_count=lines)
+                # Every line is in the record: the statement's summary is summed meanwhile.
+                summarising = asyncio.ensure_future(self._summarise_statement(run_id))
+                try:
+                    async with conn.begin():
+                        await store.add_missing_at_bank(
+                            conn, run_id, request.bank, window, lines + 1
+                        )
+                        await store.open_exceptions(conn, run_id, request.bank, day, self.clock())
+                        payable = await store.to_settle(conn, run_id)
+                        await store.finish_run(
+                            conn, run_id, statement_sha256=sha256, line_count=lines
+                        )
+                except BaseException:
+                    await _settle(summarising)
+                    raise
             finally:
                 async with conn.begin():
                     await store.drop_staging(conn)
                 await store.untune(conn)
-        outcome = await settle_from_statement(
-            self.ledger,
-            sorted(payable),
-            paid_at=payable,
-            run_id=run_id,
-            bank=request.bank,
-            actor=f"reconciliation:{run_id}",
-        )
+        try:
+            outcome = await settle_from_statement(
+                self.ledger,
+                sorted(payable),
+                paid_at=payable,
+                run_id=run_id,
+                bank=request.bank,
+                actor=f"reconciliation:{run_id}",
+            )
+            summary = await summarising
+        finally:
+            await _settle(summarising)
         async with writing_connection(self.engine) as conn, conn.begin():
             await store.reclassify(conn, run_id, outcome.already, "matched")
             counts, totals = await store.summarise(conn, run_id)
-            summary = await store.summarise_statement(conn, run_id)
             await store.finish_run(
                 conn,
                 run_id,
@@ -179,6 +192,14 @@ class Reconciler:
             counts=json.dumps(counts, sort_keys=True),
         )
         return done
+
+    async def _summarise_statement(self, run_id: str) -> dict[str, Any]:
+        """The statement's totals and breakdowns, on a connection of its own so they are
+        summed while the run's connection adds the missing payments and the exceptions.
+        Settlement does not change them: it only moves a line from
+        ``settled_by_statement`` to ``matched``, both reconciled."""
+        async with self.engine.connect() as conn:
+            return await store.summarise_statement(conn, run_id)
 
     async def _failed(
         self, run_id: str, request: RunRequest, exc: StatementError
@@ -219,28 +240,28 @@ class Reconciler:
         dialect = conn.dialect.name
         seen: set[str] = set()
 
-        def next_rows(first_seq: int) -> list[tuple[Any, ...]]:
+        def next_rows(first_seq: int) -> store.StagingBatch:
             batch = list(islice(entries, STAGE_BATCH))
             for i in [i for i, entry in enumerate(batch) if entry[1] is None]:
                 entry = batch[i]
                 found = find(entry.text) if entry.text else None
                 if found is not None:
                     batch[i] = entry._replace(reference=found)
-            return store.staging_rows(dialect, first_seq, batch, seen)
+            return store.staging_batch(dialect, first_seq, batch, seen)
 
         window = store.DayWindow(request.business_date)
         staged = 0
         reading = asyncio.ensure_future(asyncio.to_thread(next_rows, 1))
         try:
             rows = await reading
-            while rows:
+            while rows.lines:
                 async with conn.begin():
                     persisted = 0
-                    while rows and persisted < store.PERSIST_BATCH:
+                    while rows.lines and persisted < store.PERSIST_BATCH:
                         first = staged + 1
-                        await store.stage_rows(conn, rows)
-                        staged += len(rows)
-                        persisted += len(rows)
+                        await store.stage(conn, rows)
+                        staged += rows.lines
+                        persisted += rows.lines
                         if progress is not None:
                             progress(hashing.size, staged)
                         reading = asyncio.ensure_future(asyncio.to_thread(next_rows, staged + 1))
