@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,6 +42,8 @@ from payhub.store.engine import writing_connection
 from payhub.store.ledger import Ledger
 
 STAGE_BATCH = 20_000
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
@@ -114,33 +116,34 @@ class Reconciler:
                     "created_at": self.clock(),
                 },
             )
-        hashing = _Hashing(stream)
-        window = store.DayWindow(request.business_date)
-        async with writing_connection(self.engine) as conn:
-            await store.tune(conn)
-            try:
-                async with conn.begin():
-                    await store.create_staging(conn)
+        background: list[asyncio.Future[Any]] = []
+        try:
+            hashing = _Hashing(stream)
+            window = store.DayWindow(request.business_date)
+            async with writing_connection(self.engine) as conn:
+                await store.tune(conn)
                 try:
-                    lines = await self._stage(
-                        conn, run_id, request, reader(hashing), hashing, progress
-                    )
-                except StatementError as exc:
-                    return await self._failed(run_id, request, exc)
-                sha256 = hashing.sha256.hexdigest()
-                async with conn.begin():
-                    earlier = await store.completed_run_for(
-                        conn, request.bank, day, sha256, not_id=run_id
-                    )
-                    if earlier is not None:
-                        await store.delete_run(conn, run_id)
-                        found = await store.get_run(conn, earlier)
-                        assert found is not None
-                        log.info("reconciliation.repeated", run=earlier, bank=request.bank)
-                        return {**found, "repeated": True}
-                # Every line is in the record: the statement's summary is summed meanwhile.
-                summarising = asyncio.ensure_future(self._summarise_statement(run_id))
-                try:
+                    async with conn.begin():
+                        await store.create_staging(conn)
+                    try:
+                        lines = await self._stage(
+                            conn, run_id, request, reader(hashing), hashing, progress
+                        )
+                    except StatementError as exc:
+                        return await self._failed(run_id, request, exc)
+                    sha256 = hashing.sha256.hexdigest()
+                    async with conn.begin():
+                        earlier = await store.completed_run_for(
+                            conn, request.bank, day, sha256, not_id=run_id
+                        )
+                        if earlier is not None:
+                            await store.delete_run(conn, run_id)
+                            found = await store.get_run(conn, earlier)
+                            assert found is not None
+                            log.info("reconciliation.repeated", run=earlier, bank=request.bank)
+                            return {**found, "repeated": True}
+                    # Every line is in the record: the statement's summary is summed meanwhile.
+                    summarising = self._beside(store.summarise_statement, run_id, background)
                     async with conn.begin():
                         await store.add_missing_at_bank(
                             conn, run_id, request.bank, window, lines + 1
@@ -150,14 +153,11 @@ class Reconciler:
                         await store.finish_run(
                             conn, run_id, statement_sha256=sha256, line_count=lines
                         )
-                except BaseException:
-                    await _settle(summarising)
-                    raise
-            finally:
-                async with conn.begin():
-                    await store.drop_staging(conn)
-                await store.untune(conn)
-        try:
+                    counting = self._beside(store.summarise, run_id, background)
+                finally:
+                    async with conn.begin():
+                        await store.drop_staging(conn)
+                    await store.untune(conn)
             outcome = await settle_from_statement(
                 self.ledger,
                 sorted(payable),
@@ -167,21 +167,23 @@ class Reconciler:
                 actor=f"reconciliation:{run_id}",
             )
             summary = await summarising
+            counts, totals = await counting
+            async with writing_connection(self.engine) as conn, conn.begin():
+                moved = await store.reclassify(conn, run_id, outcome.already, "matched")
+                store.move_lines(counts, totals, moved, "settled_by_statement", "matched")
+                await store.finish_run(
+                    conn,
+                    run_id,
+                    status="completed",
+                    counts=counts,
+                    totals=totals,
+                    summary=summary,
+                    completed_at=self.clock(),
+                )
+                done = await store.get_run(conn, run_id)
         finally:
-            await _settle(summarising)
-        async with writing_connection(self.engine) as conn, conn.begin():
-            await store.reclassify(conn, run_id, outcome.already, "matched")
-            counts, totals = await store.summarise(conn, run_id)
-            await store.finish_run(
-                conn,
-                run_id,
-                status="completed",
-                counts=counts,
-                totals=totals,
-                summary=summary,
-                completed_at=self.clock(),
-            )
-            done = await store.get_run(conn, run_id)
+            for job in background:  # a run that stopped early leaves no query running
+                await _settle(job)
         assert done is not None
         log.info(
             "reconciliation.completed",
@@ -193,13 +195,28 @@ class Reconciler:
         )
         return done
 
-    async def _summarise_statement(self, run_id: str) -> dict[str, Any]:
-        """The statement's totals and breakdowns, on a connection of its own so they are
-        summed while the run's connection adds the missing payments and the exceptions.
-        Settlement does not change them: it only moves a line from
-        ``settled_by_statement`` to ``matched``, both reconciled."""
-        async with self.engine.connect() as conn:
-            return await store.summarise_statement(conn, run_id)
+    def _beside(
+        self,
+        summing: Callable[[AsyncConnection, str], Awaitable[_T]],
+        run_id: str,
+        background: list[asyncio.Future[Any]],
+    ) -> asyncio.Future[_T]:
+        """Start one of the run's summaries on a connection of its own, so it is summed
+        while the run goes on (SQLite works on it in a worker thread, on the other core).
+
+        The statement's summary is started once every line is in the record, the counts
+        once the missing payments are too; settlement, meanwhile, only moves a line from
+        ``settled_by_statement`` to ``matched`` (both reconciled), which ``move_lines``
+        accounts for afterwards.
+        """
+
+        async def sum_up() -> _T:
+            async with self.engine.connect() as conn:
+                return await summing(conn, run_id)
+
+        job = asyncio.ensure_future(sum_up())
+        background.append(job)
+        return job
 
     async def _failed(
         self, run_id: str, request: RunRequest, exc: StatementError

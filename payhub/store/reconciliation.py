@@ -552,15 +552,24 @@ async def open_exceptions(
 
 async def reclassify(
     conn: AsyncConnection, run_id: str, payment_ids: Iterable[str], to: str
-) -> None:
-    """Settlement found these already settled by the bank's own confirmation meanwhile."""
+) -> list[int]:
+    """Settlement found these already settled by the bank's own confirmation meanwhile:
+    their ``settled_by_statement`` lines become ``to`` (a duplicate line of the same
+    payment stays a duplicate). Returns the amounts of the lines moved."""
     ids = list(payment_ids)
-    if ids:
-        await conn.execute(
-            update(items)
-            .where(items.c.run_id == run_id, items.c.payment_id.in_(ids))
-            .values({"class": to})
+    if not ids:
+        return []
+    moved = await conn.execute(
+        update(items)
+        .where(
+            items.c.run_id == run_id,
+            items.c.payment_id.in_(ids),
+            items.c["class"] == "settled_by_statement",
         )
+        .values({"class": to})
+        .returning(items.c.amount)
+    )
+    return [int(amount or 0) for (amount,) in moved]
 
 
 async def to_settle(conn: AsyncConnection, run_id: str) -> dict[str, datetime | None]:
@@ -577,18 +586,30 @@ async def to_settle(conn: AsyncConnection, run_id: str) -> dict[str, datetime | 
 
 
 async def summarise(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows and VND per class, from the run's record."""
+    """Rows and VND per class, from the run's record (a scan of it: on SQLite in a worker
+    thread, like ``summarise_statement``, so it is summed while the ledger settles)."""
     counts = {name: 0 for name in CLASSES}
     totals = {name: 0 for name in CLASSES}
-    rows = await conn.execute(
+    (rows,) = await _read_off_loop(
+        conn,
         select(items.c["class"], func.count(), func.coalesce(func.sum(items.c.amount), 0))
         .where(items.c.run_id == run_id)
-        .group_by(items.c["class"])
+        .group_by(items.c["class"]),
     )
     for name, count, amount in rows:
         counts[str(name)] = int(count)
         totals[str(name)] = int(amount)
     return counts, totals
+
+
+def move_lines(
+    counts: dict[str, int], totals: dict[str, int], amounts: Sequence[int], source: str, to: str
+) -> None:
+    """Account for lines ``reclassify`` moved after ``summarise`` counted them."""
+    counts[source] -= len(amounts)
+    counts[to] += len(amounts)
+    totals[source] -= sum(amounts)
+    totals[to] += sum(amounts)
 
 
 async def summarise_statement(conn: AsyncConnection, run_id: str) -> dict[str, Any]:

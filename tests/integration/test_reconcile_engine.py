@@ -6,16 +6,17 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.domain.clock import system_clock
 from payhub.reconcile.engine import Reconciler, RunRequest
 from payhub.store import reconciliation as store
 from payhub.store.audit import verify_chain
-from payhub.store.engine import create_engine
+from payhub.store.engine import create_engine, writing_connection
 from payhub.store.ledger import Ledger
 from payhub.store.tables import audit_log, events, payments
 from tests.reconcile_world import DAY, MOMO_HEADER, faulty_day, load, payment_row, stream
@@ -227,3 +228,55 @@ async def test_the_event_loop_serves_while_a_statement_is_read(
     assert run["status"] == "completed", run["error"]
     assert run["counts"] == day.expected
     assert await status_of(engine, lost) == "succeeded"
+
+
+class _ConfirmedMeanwhile:
+    """The hub's ledger, but the bank's own confirmation of one payment lands just
+    before the statement's settlement does."""
+
+    def __init__(self, ledger: Ledger, engine: AsyncEngine, payment_id: str) -> None:
+        self.ledger = ledger
+        self.engine = engine
+        self.payment_id = payment_id
+        self.confirmed = False
+
+    async def run(self, unit: Any) -> Any:
+        if not self.confirmed:
+            self.confirmed = True
+            async with writing_connection(self.engine) as conn, conn.begin():
+                await conn.execute(
+                    update(payments)
+                    .where(payments.c.id == self.payment_id)
+                    .values(status="succeeded", paid_at=system_clock())
+                )
+        return await self.ledger.run(unit)
+
+
+async def test_a_payment_confirmed_meanwhile_is_matched_and_its_duplicate_stays(
+    engine: AsyncEngine, reconciler: Reconciler
+) -> None:
+    day = faulty_day()
+    lost = day.references["lost"]
+    day.settlements.append(next(s for s in day.settlements if s.reference == lost))
+    await load(engine, day.payments)
+    meanwhile = _ConfirmedMeanwhile(reconciler.ledger, engine, "pay_" + lost.lower())
+    racing = Reconciler(engine, meanwhile, system_clock)  # type: ignore[arg-type]
+    run = await racing.run(request(), stream(day.csv()))
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == {
+        **day.expected,
+        "matched": day.expected["matched"] + 1,
+        "settled_by_statement": day.expected["settled_by_statement"] - 1,
+        "duplicate": day.expected["duplicate"] + 1,
+    }
+    async with engine.connect() as conn:
+        by_class = dict(
+            (
+                await conn.execute(
+                    select(store.items.c["class"], func.sum(store.items.c.amount))
+                    .where(store.items.c.run_id == run["id"])
+                    .group_by(store.items.c["class"])
+                )
+            ).all()
+        )
+    assert run["totals"] == {name: int(by_class.get(name) or 0) for name in store.CLASSES}
