@@ -155,9 +155,7 @@ class Reconciler:
                         )
                     counting = self._beside(store.summarise, run_id, background)
                 finally:
-                    async with conn.begin():
-                        await store.drop_staging(conn)
-                    await store.untune(conn)
+                    await store.release(conn)
             outcome = await settle_from_statement(
                 self.ledger,
                 sorted(payable),
