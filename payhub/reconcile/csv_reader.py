@@ -14,7 +14,6 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 
 from payhub.domain.clock import VIETNAM
 from payhub.errors import StatementError
@@ -53,16 +52,7 @@ MOMO = CsvLayout("MoMo", "transId", "orderId", "amount", "resultCode", "pay_date
 
 
 def _text_lines(stream: ByteSource, name: str) -> Iterator[str]:
-    """UTF-8 lines (BOM dropped), decoded as they come; a bad byte names its line.
-
-    Lines are handed over a block (64 KiB) at a time and flattened by ``chain``, so the
-    csv module pulls each one without resuming a Python generator per line.
-    """
-    return chain.from_iterable(_text_blocks(stream, name))
-
-
-def _text_blocks(stream: ByteSource, name: str) -> Iterator[list[str]]:
-    """The complete lines of each block read, each ending in its ``\\n``."""
+    """UTF-8 lines (BOM dropped), decoded as they come; a bad byte names its line."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     number = 0
     pending = ""
@@ -75,14 +65,15 @@ def _text_blocks(stream: ByteSource, name: str) -> Iterator[list[str]]:
                 f"{name} statement line {number + before + 1}: not UTF-8"
             ) from None
         *complete, pending = pending.split("\n")
-        number += len(complete)
-        yield [text + "\n" for text in complete]
+        for text in complete:
+            number += 1
+            yield text + "\n"
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise StatementError(f"{name} statement line {number + 1}: not UTF-8") from None
     if pending:
-        yield [pending]
+        yield pending
 
 
 def read_csv(stream: ByteSource, layout: CsvLayout) -> Iterator[StatementEntry]:
