@@ -7,7 +7,10 @@ ledger for the settlements), so it can run beside a serving hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -54,6 +57,23 @@ class _Bar:
             self.out.write("\n")
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for this one-shot command.
+
+    A million-line statement allocates millions of short-lived tuples; each batch lives
+    long enough to be promoted, so the collector keeps re-walking every object the
+    process holds: 1.4 s of a 12 s run on the bench. Reference counting still frees all
+    of it; the little a run leaves in cycles is collected when the command ends. Only the
+    command does this: a serving hub keeps its collector.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def run_reconcile(
     *,
     config: Path,
@@ -73,7 +93,7 @@ def run_reconcile(
     reader_for(fmt)
     if not statement.is_file():
         raise ConfigError(f"{statement} is not a file")
-    with statement.open("rb") as source:
+    with statement.open("rb") as source, _collector_paused():
         target = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
         try:
             status, error = asyncio.run(

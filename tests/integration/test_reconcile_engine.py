@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.domain.clock import system_clock
@@ -15,7 +18,7 @@ from payhub.reconcile.engine import Reconciler, RunRequest
 from payhub.reconcile.entries import BankAccount
 from payhub.store import reconciliation as store
 from payhub.store.audit import verify_chain
-from payhub.store.engine import create_engine
+from payhub.store.engine import create_engine, writing_connection
 from payhub.store.ledger import Ledger
 from payhub.store.tables import audit_log, events, payments
 from tests.reconcile_world import (
@@ -427,3 +430,93 @@ async def test_a_run_waits_for_another_writer_without_stopping_the_loop(
     await asyncio.gather(*writers)
     assert run["status"] == "completed", run["error"]
     assert run["counts"] == day.expected
+
+
+class _HeldStatement:
+    """A statement whose reads wait until the test lets them go.
+
+    A read is the reader's own work: if it ran on the event loop, waiting here would
+    stop the loop, and the test could never prove anything else ran meanwhile.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = stream(data)
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reading.set()
+        if not self.release.wait(timeout=10):
+            raise RuntimeError("the statement was never released")
+        return self._data.read(size)
+
+
+async def test_the_event_loop_serves_while_a_statement_is_read(
+    engine: AsyncEngine, reconciler: Reconciler
+) -> None:
+    day = faulty_day()
+    await load(engine, day.payments)
+    statement = _HeldStatement(day.csv())
+    running = asyncio.create_task(reconciler.run(request(), statement))
+    assert await asyncio.to_thread(statement.reading.wait, 10)
+    # The reader is inside read(), held; the loop still answers another request.
+    lost = "pay_" + day.references["lost"].lower()
+    assert await status_of(engine, lost) == "pending"
+    assert not running.done()
+    statement.release.set()
+    run = await running
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == day.expected
+    assert await status_of(engine, lost) == "succeeded"
+
+
+class _ConfirmedMeanwhile:
+    """The hub's ledger, but the bank's own confirmation of one payment lands just
+    before the statement's settlement does."""
+
+    def __init__(self, ledger: Ledger, engine: AsyncEngine, payment_id: str) -> None:
+        self.ledger = ledger
+        self.engine = engine
+        self.payment_id = payment_id
+        self.confirmed = False
+
+    async def run(self, unit: Any) -> Any:
+        if not self.confirmed:
+            self.confirmed = True
+            async with writing_connection(self.engine) as conn, conn.begin():
+                await conn.execute(
+                    update(payments)
+                    .where(payments.c.id == self.payment_id)
+                    .values(status="succeeded", paid_at=system_clock())
+                )
+        return await self.ledger.run(unit)
+
+
+async def test_a_payment_confirmed_meanwhile_is_matched_and_its_duplicate_stays(
+    engine: AsyncEngine, reconciler: Reconciler
+) -> None:
+    day = faulty_day()
+    lost = day.references["lost"]
+    day.settlements.append(next(s for s in day.settlements if s.reference == lost))
+    await load(engine, day.payments)
+    meanwhile = _ConfirmedMeanwhile(reconciler.ledger, engine, "pay_" + lost.lower())
+    racing = Reconciler(engine, meanwhile, system_clock)  # type: ignore[arg-type]
+    run = await racing.run(request(), stream(day.csv()))
+    assert run["status"] == "completed", run["error"]
+    assert run["counts"] == {
+        **day.expected,
+        "matched": day.expected["matched"] + 1,
+        "settled_by_statement": day.expected["settled_by_statement"] - 1,
+        "duplicate": day.expected["duplicate"] + 1,
+    }
+    async with engine.connect() as conn:
+        by_class = dict(
+            (
+                await conn.execute(
+                    select(store.items.c["class"], func.sum(store.items.c.amount))
+                    .where(store.items.c.run_id == run["id"])
+                    .group_by(store.items.c["class"])
+                )
+            ).all()
+        )
+    assert run["totals"] == {name: int(by_class.get(name) or 0) for name in store.CLASSES}
