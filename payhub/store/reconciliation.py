@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payhub.domain.clock import VIETNAM
 from payhub.reconcile.entries import StatementEntry
+from payhub.store.prepared import sqlite_handle
 from payhub.store.tables import (
     UtcDateTime,
     payments,
@@ -690,8 +691,7 @@ async def _read_off_loop(conn: AsyncConnection, *queries: Any) -> list[list[tupl
         compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         names = compiled.positiontup or []
         statements.append((str(compiled), [compiled.params[name] for name in names]))
-    raw = await conn.get_raw_connection()
-    handle: Any = raw.driver_connection._conn  # type: ignore[union-attr]
+    handle = sqlite_handle(conn)
 
     def read() -> list[list[tuple[Any, ...]]]:
         return [handle.execute(sql, parameters).fetchall() for sql, parameters in statements]
