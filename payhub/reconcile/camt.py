@@ -43,13 +43,13 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, NamedTuple, TypeVar
 
 from lxml import etree
 
@@ -195,6 +195,49 @@ class CamtLine:
         return "\n".join(parts)
 
 
+class CamtReceived(NamedTuple):
+    """One credit transaction as reconciliation reads it (``CamtReader.payments_received``).
+
+    ``to_statement_line``'s values without the reference (the caller finds it in ``text``),
+    in a tuple: a million are made per large statement.
+    """
+
+    line: int
+    amount: int
+    """Whole VND."""
+    booked: bool
+    booked_at: datetime | None
+    """``BookgDt/DtTm``; a ``BookgDt/Dt`` is that day's midnight in Vietnam."""
+    bank_transaction_id: str | None
+    text: str
+
+
+def received(line: CamtLine) -> CamtReceived:
+    """A credit line as reconciliation reads it; a debit, another currency, a fraction of a
+    dong or a batched transaction without an amount is an error (``to_statement_line``)."""
+    if line.direction is not CreditDebit.CREDIT:
+        raise CamtError("a debit is not a payment received", line=line.line, element="CdtDbtInd")
+    booked_at = line.booked_at
+    if booked_at is None and line.booking_date is not None:
+        booked_at = datetime.combine(line.booking_date, datetime.min.time(), VIETNAM)
+    return CamtReceived(
+        line.line,
+        vnd_amount(line),
+        line.booked,
+        booked_at,
+        line.transaction_account_servicer_reference
+        or line.account_servicer_reference
+        or line.uetr
+        or line.end_to_end_id,
+        line.text,
+    )
+
+
+_T = TypeVar("_T")
+_CACHE_SIZE: Final = 4096
+"""Distinct date and date-time texts remembered while reading (a day's statement repeats them)."""
+
+
 # ------------------------------------------------------------------ element access
 
 
@@ -303,18 +346,22 @@ def _date_choice(
     line = element.sourceline
     day = _text(_child(element, "Dt"))
     if day is not None:
-        match = _DATE.match(day)
-        try:
-            if match is None:
-                raise ValueError(day)
-            return date(int(match[1]), int(match[2]), int(match[3])), None
-        except ValueError:
-            raise CamtError(f"date {day!r} is not YYYY-MM-DD", line=line, element=where) from None
+        return _day(day, line, where), None
     moment = _text(_child(element, "DtTm"))
     if moment is not None:
         instant = _date_time(moment, line, where, local)
         return instant.astimezone(VIETNAM).date(), instant
     raise CamtError("neither Dt nor DtTm", line=line, element=where)
+
+
+def _day(text: str, line: int | None, where: str) -> date:
+    match = _DATE.match(text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        raise CamtError(f"date {text!r} is not YYYY-MM-DD", line=line, element=where) from None
 
 
 def _date_time(text: str, line: int | None, where: str, local: tzinfo) -> datetime:
@@ -426,13 +473,33 @@ class CamtReader:
         self.version: str | None = None
         self._message_id: str | None = None
         self._entries = 0
+        # The lean reading's memory: local names by tag, and the values of date and
+        # date-time texts (``None``: not valid, the general reading says why).
+        self._names: dict[Any, str] = {}
+        self._days: dict[str, datetime | None] = {}
+        self._moments: dict[str, datetime | None] = {}
 
     def __iter__(self) -> Iterator[CamtLine]:
+        return self._read(self._lines)
+
+    def payments_received(self) -> Iterator[CamtReceived]:
+        """Each credit transaction as ``CamtReceived``: what reconciliation needs, read lean.
+
+        The same values as ``to_statement_line`` over ``iter(self)`` with the debits skipped
+        (and the same errors), built without a ``CamtLine`` per transaction: an entry of the
+        usual shape (one or no ``TxDtls``, a whole VND amount, ``CRDT``) is read field by
+        field in one pass over its children; any other entry, and any entry the lean pass
+        has a doubt about, goes through the general reader, which then also gives the error.
+        """
+        return self._read(self._received)
+
+    def _read(self, handle: Callable[[_Element, CamtStatement], Iterable[_T]]) -> Iterator[_T]:
         raw = _open(self._source)
         try:
             stream = _CappedUtf8(raw, self._max_bytes)
             try:
-                yield from self._parse(stream)
+                for entry, statement in self._parse(stream):
+                    yield from handle(entry, statement)
             except etree.XMLSyntaxError as exc:
                 if stream.total == 0:
                     raise CamtError("empty file") from None
@@ -444,12 +511,18 @@ class CamtReader:
             if raw is not self._source:
                 raw.close()
 
-    def _parse(self, stream: _CappedUtf8) -> Iterator[CamtLine]:
-        # Events only for the few elements that structure the document: the parse itself
-        # still sees every element, but Python is called for these alone.
+    def _parse(self, stream: _CappedUtf8) -> Iterator[tuple[_Element, CamtStatement]]:
+        """Each complete ``Ntry`` of each statement, with its statement's header.
+
+        Events only for the few elements that structure the document, and only when they
+        *start* (half the parser's calls into Python of start and end events): an element
+        is complete when the next structural element that is not inside it starts, or when
+        the document ends. Whitespace between elements is dropped by the parser (no value
+        read here is whitespace between elements; every text read is stripped).
+        """
         events = etree.iterparse(
             stream,
-            events=("start", "end"),
+            events=("start",),
             tag=_STRUCTURE,
             resolve_entities=False,
             no_network=True,
@@ -458,43 +531,61 @@ class CamtReader:
             recover=False,
             remove_comments=True,
             remove_pis=True,
+            remove_blank_text=True,
         )
         root: _Element | None = None
         message: _Element | None = None
         record: _Element | None = None
         record_name = ""
         statement: CamtStatement | None = None
-        for event, element in events:
-            parent: _Element = element.getparent()
-            if event == "start":
-                if root is None:
-                    self._check_root(element)
-                    root = element
-                elif message is None and parent is root:
-                    record_name = self._check_message(element)
-                    message = element
-                elif parent is message and _local(element) == record_name:
-                    record, statement = element, None
-                elif statement is None and parent is record and _local(element) == "Ntry":
-                    statement = self._header(record)
+        entry: _Element | None = None
+        """The last ``Ntry`` started, read once the next element outside it starts."""
+        group: _Element | None = None
+        """The ``GrpHdr`` started, read likewise."""
+        for _, element in events:
+            if root is None:
+                self._check_root(element)
+                root = element
                 continue
-            if record is not None and parent is record and _local(element) == "Ntry":
+            parent: _Element = element.getparent()
+            if entry is not None and (parent is record or parent is message or parent is root):
                 assert statement is not None
-                yield from self._lines(element, statement)
+                yield entry, statement
                 self._entries += 1
-                element.clear()
-                while element.getprevious() is not None:
-                    del parent[0]
-            elif record is not None and element is record:
+                self._drop(entry)
+                entry = None
+            if parent is message or parent is root:
+                if group is not None:
+                    self._message_id = _text(_child(group, "MsgId"))
+                    group.clear()
+                    group = None
+                if record is not None:
+                    if statement is None:
+                        self._header(record)
+                    self._drop(record)
+                    record = statement = None
+            if message is None and parent is root:
+                record_name = self._check_message(element)
+                message = element
+            elif parent is message:
+                name = _local(element)
+                if name == record_name:
+                    record = element
+                elif name == "GrpHdr":
+                    group = element
+            elif parent is record and record is not None and _local(element) == "Ntry":
                 if statement is None:
-                    self._header(element)
-                record = statement = None
-                element.clear()
-                while element.getprevious() is not None:
-                    del parent[0]
-            elif parent is message and _local(element) == "GrpHdr":
-                self._message_id = _text(_child(element, "MsgId"))
-                element.clear()
+                    statement = self._header(record)
+                entry = element
+        if entry is not None:
+            assert statement is not None
+            yield entry, statement
+            self._entries += 1
+            self._drop(entry)
+        if group is not None:
+            self._message_id = _text(_child(group, "MsgId"))
+        if record is not None and statement is None:
+            self._header(record)
         if root is None:
             if events.root is not None:
                 self._check_root(events.root)  # raises: why there is no camt Document
@@ -504,6 +595,14 @@ class CamtReader:
             if children:
                 self._check_message(children[0])  # raises: not a camt message
             raise CamtError("Document holds no message", line=root.sourceline, element="Document")
+
+    @staticmethod
+    def _drop(element: _Element) -> None:
+        """Free a read element and everything before it: memory holds one entry."""
+        element.clear()
+        parent = element.getparent()
+        while element.getprevious() is not None:
+            del parent[0]
 
     def _check_root(self, first: _Element) -> None:
         """The first structural element: no DOCTYPE before it, and it is the root Document."""
@@ -646,6 +745,202 @@ class CamtReader:
                 additional_info=details.text("AddtlTxInf") or entry_line.additional_info,
             )
 
+    # -------------------------------------------------------------- the lean reading
+
+    def _received(self, entry: _Element, statement: CamtStatement) -> Iterable[CamtReceived]:
+        found = self._lean(entry)
+        if found is not None:
+            return (found,)
+        return (
+            received(line)
+            for line in self._lines(entry, statement)
+            if line.direction is CreditDebit.CREDIT
+        )
+
+    def _name(self, element: _Element) -> str:
+        """``_local``, remembered per tag for this document."""
+        tag = element.tag
+        name = self._names.get(tag)
+        if name is None:
+            name = self._names[tag] = _local(element)
+        return name
+
+    def _lean(self, entry: _Element) -> CamtReceived | None:
+        """The entry's one credit, read in one pass over each element's children; ``None``
+        when the general reading must decide: a batch, a debit, another currency, a
+        fraction of a dong, a value that is missing or wrong (the general reading then
+        names the error).
+
+        Every rule is the general reading's (``_lines`` and ``received``): the *first*
+        child of a name counts, texts are stripped, the same patterns check amounts and
+        dates. Only the result is built: no ``CamtLine``, no dictionary of children.
+        """
+        names = self._names
+        amount = indicator = status = booking = value = servicer = information = None
+        transaction = None
+        for child in entry:
+            name = names.get(child.tag) or self._name(child)
+            if name == "Amt":
+                if amount is None:
+                    amount = child
+            elif name == "CdtDbtInd":
+                if indicator is None:
+                    indicator = child
+            elif name == "Sts":
+                if status is None:
+                    status = child
+            elif name == "BookgDt":
+                if booking is None:
+                    booking = child
+            elif name == "ValDt":
+                if value is None:
+                    value = child
+            elif name == "AcctSvcrRef":
+                if servicer is None:
+                    servicer = child
+            elif name == "AddtlNtryInf":
+                if information is None:
+                    information = child
+            elif name == "NtryDtls":
+                for details in child:
+                    if (names.get(details.tag) or self._name(details)) == "TxDtls":
+                        if transaction is not None:
+                            return None  # a batch: one line per transaction
+                        transaction = details
+        if _text(indicator) != "CRDT":
+            return None
+        entry_amount = self._vnd(amount)
+        if entry_amount is None or status is None:
+            return None
+        code = proprietary = None
+        for child in status:
+            name = names.get(child.tag) or self._name(child)
+            if name == "Cd":
+                if code is None:
+                    code = child
+            elif name == "Prtry" and proprietary is None:
+                proprietary = child
+        word = _text(code)
+        if word is None:
+            if _text(proprietary) is not None:
+                word = ""  # a proprietary status is never booked
+            else:
+                word = _text(status)
+                if word is None:
+                    return None
+        booked_at = None
+        if booking is not None:
+            booked_at = self._moment(booking)
+            if booked_at is None:
+                return None
+        if value is not None and self._moment(value) is None:
+            return None
+        servicer_reference = _text(servicer)
+        note = _text(information)
+        if transaction is None:
+            return CamtReceived(
+                entry.sourceline,
+                entry_amount,
+                word == _BOOKED,
+                booked_at,
+                servicer_reference,
+                note or "",
+            )
+        own = figures = references = remittance = extra = None
+        for child in transaction:
+            name = names.get(child.tag) or self._name(child)
+            if name == "Amt":
+                if own is None:
+                    own = child
+            elif name == "Refs":
+                if references is None:
+                    references = child
+            elif name == "RmtInf":
+                if remittance is None:
+                    remittance = child
+            elif name == "AddtlTxInf":
+                if extra is None:
+                    extra = child
+            elif name == "AmtDtls" and figures is None:
+                figures = child
+        if own is None and figures is not None:
+            own = _child(_child(figures, "TxAmt"), "Amt")
+        if own is not None:
+            entry_amount = self._vnd(own)
+            if entry_amount is None:
+                return None
+        end_to_end = servicer_transaction = uetr = None
+        if references is not None:
+            seen_end_to_end = seen_servicer = seen_uetr = False
+            for child in references:
+                name = names.get(child.tag) or self._name(child)
+                if name == "AcctSvcrRef":
+                    if not seen_servicer:
+                        seen_servicer, servicer_transaction = True, _text(child)
+                elif name == "EndToEndId":
+                    if not seen_end_to_end:
+                        seen_end_to_end, end_to_end = True, _text(child)
+                elif name == "UETR" and not seen_uetr:
+                    seen_uetr, uetr = True, _text(child)
+        lines: list[str] = []
+        if remittance is not None:
+            for child in remittance:
+                if (names.get(child.tag) or self._name(child)) == "Ustrd":
+                    text = _text(child)
+                    if text is not None:
+                        lines.append(text)
+        note = _text(extra) or note
+        if note:
+            lines.append(note)
+        return CamtReceived(
+            entry.sourceline,
+            entry_amount,
+            word == _BOOKED,
+            booked_at,
+            servicer_transaction or servicer_reference or uetr or end_to_end,
+            "\n".join(lines),
+        )
+
+    @staticmethod
+    def _vnd(element: _Element | None) -> int | None:
+        """An ``Amt`` of whole VND as ``int``; ``None`` for anything else (see ``_amount``)."""
+        if element is None or element.get("Ccy") != CURRENCY:
+            return None
+        text = _text(element)
+        if text is None or not _AMOUNT.match(text):
+            return None
+        whole, _, fraction = text.partition(".")
+        if fraction.strip("0"):
+            return None
+        return int(whole)
+
+    def _moment(self, element: _Element) -> datetime | None:
+        """``<X><Dt>`` or ``<X><DtTm>`` as ``received`` gives it (a day is its midnight in
+        Vietnam); ``None`` when ``_date_choice`` would refuse it. Remembered per text."""
+        day = _text(_child(element, "Dt"))
+        if day is not None:
+            cache, text = self._days, day
+        else:
+            moment = _text(_child(element, "DtTm"))
+            if moment is None:
+                return None
+            cache, text = self._moments, moment
+        found = cache.get(text)
+        if found is not None or text in cache:
+            return found
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        try:
+            if cache is self._days:
+                found = datetime.combine(_day(text, None, ""), datetime.min.time(), VIETNAM)
+            else:
+                found = _date_time(text, None, "", self._local)
+                found.astimezone(VIETNAM)  # as _date_choice takes the business date
+        except (CamtError, ValueError, OverflowError):
+            found = None
+        cache[text] = found
+        return found
+
 
 def read_camt(
     source: bytes | str | os.PathLike[str] | IO[bytes],
@@ -687,21 +982,12 @@ def to_statement_line(line: CamtLine) -> StatementLine:
     specific reference. A debit has no ``StatementLine`` form (the port's amounts are
     payments received): it is an error here, and a caller skips debits before.
     """
-    if line.direction is not CreditDebit.CREDIT:
-        raise CamtError("a debit is not a payment received", line=line.line, element="CdtDbtInd")
-    booked_at = line.booked_at
-    if booked_at is None and line.booking_date is not None:
-        booked_at = datetime.combine(line.booking_date, datetime.min.time(), VIETNAM)
+    credit = received(line)
     return StatementLine(
-        bank_reference=find_transfer_reference(line.text),
-        amount=vnd_amount(line),
-        booked_at=booked_at,
+        bank_reference=find_transfer_reference(credit.text),
+        amount=credit.amount,
+        booked_at=credit.booked_at,
         status=line.status,
-        bank_transaction_id=(
-            line.transaction_account_servicer_reference
-            or line.account_servicer_reference
-            or line.uetr
-            or line.end_to_end_id
-        ),
-        text=line.text,
+        bank_transaction_id=credit.bank_transaction_id,
+        text=credit.text,
     )
