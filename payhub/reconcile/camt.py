@@ -350,7 +350,12 @@ def _date_choice(
     moment = _text(_child(element, "DtTm"))
     if moment is not None:
         instant = _date_time(moment, line, where, local)
-        return instant.astimezone(VIETNAM).date(), instant
+        try:
+            return instant.astimezone(VIETNAM).date(), instant
+        except OverflowError:  # year 1 or 9999 across midnight
+            raise CamtError(
+                f"date-time {moment!r} is out of range", line=line, element=where
+            ) from None
     raise CamtError("neither Dt nor DtTm", line=line, element=where)
 
 
