@@ -43,13 +43,13 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Final, NamedTuple, TypeVar
+from typing import IO, Any, Final, NamedTuple
 
 from lxml import etree
 
@@ -233,9 +233,21 @@ def received(line: CamtLine) -> CamtReceived:
     )
 
 
-_T = TypeVar("_T")
 _CACHE_SIZE: Final = 4096
 """Distinct date and date-time texts remembered while reading (a day's statement repeats them)."""
+_LEAN_NAMES: Final = (
+    "Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "AddtlNtryInf", "NtryDtls",
+    "TxDtls", "Refs", "RmtInf", "AddtlTxInf", "AmtDtls", "EndToEndId", "UETR", "Ustrd", "Cd",
+    "Prtry", "Dt", "DtTm",
+)  # fmt: skip
+"""The elements the lean reading looks at, by local name; a child's place is its code."""
+_LEAN_CODES: Final = {name: code for code, name in enumerate(_LEAN_NAMES)}
+_LEAN_SIZE: Final = len(_LEAN_NAMES)
+(
+    _AMT, _CDT_DBT_IND, _STS, _BOOKG_DT, _VAL_DT, _ACCT_SVCR_REF, _ADDTL_NTRY_INF, _NTRY_DTLS,
+    _TX_DTLS, _REFS, _RMT_INF, _ADDTL_TX_INF, _AMT_DTLS, _END_TO_END_ID, _UETR, _USTRD, _CD,
+    _PRTRY, _DT, _DT_TM,
+) = range(_LEAN_SIZE)  # fmt: skip
 
 
 # ------------------------------------------------------------------ element access
@@ -478,14 +490,15 @@ class CamtReader:
         self.version: str | None = None
         self._message_id: str | None = None
         self._entries = 0
-        # The lean reading's memory: local names by tag, and the values of date and
+        # The lean reading's memory: codes by tag, and the values of date and
         # date-time texts (``None``: not valid, the general reading says why).
-        self._names: dict[Any, str] = {}
+        self._codes: dict[Any, int] = {}
         self._days: dict[str, datetime | None] = {}
         self._moments: dict[str, datetime | None] = {}
 
     def __iter__(self) -> Iterator[CamtLine]:
-        return self._read(self._lines)
+        for entry, statement in self._entries_of(self._source):
+            yield from self._lines(entry, statement)
 
     def payments_received(self) -> Iterator[CamtReceived]:
         """Each credit transaction as ``CamtReceived``: what reconciliation needs, read lean.
@@ -496,15 +509,25 @@ class CamtReader:
         field in one pass over its children; any other entry, and any entry the lean pass
         has a doubt about, goes through the general reader, which then also gives the error.
         """
-        return self._read(self._received)
+        lean = self._lean
+        for entry, statement in self._entries_of(self._source):
+            found = lean(entry)
+            if found is not None:
+                yield found
+            else:
+                for line in self._lines(entry, statement):
+                    if line.direction is CreditDebit.CREDIT:
+                        yield received(line)
 
-    def _read(self, handle: Callable[[_Element, CamtStatement], Iterable[_T]]) -> Iterator[_T]:
-        raw = _open(self._source)
+    def _entries_of(
+        self, source: bytes | str | os.PathLike[str] | IO[bytes]
+    ) -> Iterator[tuple[_Element, CamtStatement]]:
+        """Each ``Ntry`` with its statement; the file's errors as ``CamtError``s."""
+        raw = _open(source)
         try:
             stream = _CappedUtf8(raw, self._max_bytes)
             try:
-                for entry, statement in self._parse(stream):
-                    yield from handle(entry, statement)
+                yield from self._parse(stream)
             except etree.XMLSyntaxError as exc:
                 if stream.total == 0:
                     raise CamtError("empty file") from None
@@ -752,23 +775,13 @@ class CamtReader:
 
     # -------------------------------------------------------------- the lean reading
 
-    def _received(self, entry: _Element, statement: CamtStatement) -> Iterable[CamtReceived]:
-        found = self._lean(entry)
-        if found is not None:
-            return (found,)
-        return (
-            received(line)
-            for line in self._lines(entry, statement)
-            if line.direction is CreditDebit.CREDIT
-        )
-
-    def _name(self, element: _Element) -> str:
-        """``_local``, remembered per tag for this document."""
+    def _code(self, element: _Element) -> int:
+        """The element's place in ``_LEAN_NAMES`` (-1: not read), remembered per tag."""
         tag = element.tag
-        name = self._names.get(tag)
-        if name is None:
-            name = self._names[tag] = _local(element)
-        return name
+        code = self._codes.get(tag)
+        if code is None:
+            code = self._codes[tag] = _LEAN_CODES.get(_local(element), -1)
+        return code
 
     def _lean(self, entry: _Element) -> CamtReceived | None:
         """The entry's one credit, read in one pass over each element's children; ``None``
@@ -778,132 +791,112 @@ class CamtReader:
 
         Every rule is the general reading's (``_lines`` and ``received``): the *first*
         child of a name counts, texts are stripped, the same patterns check amounts and
-        dates. Only the result is built: no ``CamtLine``, no dictionary of children.
+        dates. Only the result is built: no ``CamtLine``, no dictionary of children; each
+        child costs one lookup of its tag.
         """
-        names = self._names
-        amount = indicator = status = booking = value = servicer = information = None
+        codes = self._codes
+        code_of = self._code
+        first: list[_Element | None] = [None] * _LEAN_SIZE
         transaction = None
         for child in entry:
-            name = names.get(child.tag) or self._name(child)
-            if name == "Amt":
-                if amount is None:
-                    amount = child
-            elif name == "CdtDbtInd":
-                if indicator is None:
-                    indicator = child
-            elif name == "Sts":
-                if status is None:
-                    status = child
-            elif name == "BookgDt":
-                if booking is None:
-                    booking = child
-            elif name == "ValDt":
-                if value is None:
-                    value = child
-            elif name == "AcctSvcrRef":
-                if servicer is None:
-                    servicer = child
-            elif name == "AddtlNtryInf":
-                if information is None:
-                    information = child
-            elif name == "NtryDtls":
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code == _NTRY_DTLS:
                 for details in child:
-                    if (names.get(details.tag) or self._name(details)) == "TxDtls":
+                    code = codes.get(details.tag)
+                    if code is None:
+                        code = code_of(details)
+                    if code == _TX_DTLS:
                         if transaction is not None:
                             return None  # a batch: one line per transaction
                         transaction = details
-        if _text(indicator) != "CRDT":
+            elif code >= 0 and first[code] is None:
+                first[code] = child
+        if _text(first[_CDT_DBT_IND]) != "CRDT":
             return None
-        entry_amount = self._vnd(amount)
-        if entry_amount is None or status is None:
+        amount = self._vnd(first[_AMT])
+        status = first[_STS]
+        if amount is None or status is None:
             return None
-        code = proprietary = None
+        inner: list[_Element | None] = [None] * _LEAN_SIZE
         for child in status:
-            name = names.get(child.tag) or self._name(child)
-            if name == "Cd":
-                if code is None:
-                    code = child
-            elif name == "Prtry" and proprietary is None:
-                proprietary = child
-        word = _text(code)
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code >= 0 and inner[code] is None:
+                inner[code] = child
+        word = _text(inner[_CD])
         if word is None:
-            if _text(proprietary) is not None:
+            if _text(inner[_PRTRY]) is not None:
                 word = ""  # a proprietary status is never booked
             else:
                 word = _text(status)
                 if word is None:
                     return None
         booked_at = None
+        booking = first[_BOOKG_DT]
         if booking is not None:
             booked_at = self._moment(booking)
             if booked_at is None:
                 return None
+        value = first[_VAL_DT]
         if value is not None and self._moment(value) is None:
             return None
-        servicer_reference = _text(servicer)
-        note = _text(information)
+        servicer = _text(first[_ACCT_SVCR_REF])
+        note = _text(first[_ADDTL_NTRY_INF])
         if transaction is None:
             return CamtReceived(
-                entry.sourceline,
-                entry_amount,
-                word == _BOOKED,
-                booked_at,
-                servicer_reference,
-                note or "",
+                entry.sourceline, amount, word == _BOOKED, booked_at, servicer, note or ""
             )
-        own = figures = references = remittance = extra = None
+        inner = [None] * _LEAN_SIZE
         for child in transaction:
-            name = names.get(child.tag) or self._name(child)
-            if name == "Amt":
-                if own is None:
-                    own = child
-            elif name == "Refs":
-                if references is None:
-                    references = child
-            elif name == "RmtInf":
-                if remittance is None:
-                    remittance = child
-            elif name == "AddtlTxInf":
-                if extra is None:
-                    extra = child
-            elif name == "AmtDtls" and figures is None:
-                figures = child
-        if own is None and figures is not None:
-            own = _child(_child(figures, "TxAmt"), "Amt")
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code >= 0 and inner[code] is None:
+                inner[code] = child
+        own = inner[_AMT]
+        if own is None:
+            own = _child(_child(inner[_AMT_DTLS], "TxAmt"), "Amt")
         if own is not None:
-            entry_amount = self._vnd(own)
-            if entry_amount is None:
+            amount = self._vnd(own)
+            if amount is None:
                 return None
-        end_to_end = servicer_transaction = uetr = None
+        references = inner[_REFS]
+        remittance = inner[_RMT_INF]
+        note = _text(inner[_ADDTL_TX_INF]) or note
+        identifier = servicer
         if references is not None:
-            seen_end_to_end = seen_servicer = seen_uetr = False
+            inner = [None] * _LEAN_SIZE
             for child in references:
-                name = names.get(child.tag) or self._name(child)
-                if name == "AcctSvcrRef":
-                    if not seen_servicer:
-                        seen_servicer, servicer_transaction = True, _text(child)
-                elif name == "EndToEndId":
-                    if not seen_end_to_end:
-                        seen_end_to_end, end_to_end = True, _text(child)
-                elif name == "UETR" and not seen_uetr:
-                    seen_uetr, uetr = True, _text(child)
+                code = codes.get(child.tag)
+                if code is None:
+                    code = code_of(child)
+                if code >= 0 and inner[code] is None:
+                    inner[code] = child
+            identifier = (
+                _text(inner[_ACCT_SVCR_REF])
+                or servicer
+                or _text(inner[_UETR])
+                or _text(inner[_END_TO_END_ID])
+            )
         lines: list[str] = []
         if remittance is not None:
             for child in remittance:
-                if (names.get(child.tag) or self._name(child)) == "Ustrd":
-                    text = _text(child)
+                code = codes.get(child.tag)
+                if code is None:
+                    code = code_of(child)
+                if code == _USTRD:
+                    text = child.text
                     if text is not None:
-                        lines.append(text)
-        note = _text(extra) or note
+                        text = text.strip()
+                        if text:
+                            lines.append(text)
         if note:
             lines.append(note)
         return CamtReceived(
-            entry.sourceline,
-            entry_amount,
-            word == _BOOKED,
-            booked_at,
-            servicer_transaction or servicer_reference or uetr or end_to_end,
-            "\n".join(lines),
+            entry.sourceline, amount, word == _BOOKED, booked_at, identifier, "\n".join(lines)
         )
 
     @staticmethod
@@ -911,8 +904,13 @@ class CamtReader:
         """An ``Amt`` of whole VND as ``int``; ``None`` for anything else (see ``_amount``)."""
         if element is None or element.get("Ccy") != CURRENCY:
             return None
-        text = _text(element)
-        if text is None or not _AMOUNT.match(text):
+        text = element.text
+        if text is None:
+            return None
+        text = text.strip()
+        if text.isdigit() and text.isascii() and len(text) <= 18:  # _AMOUNT's whole number
+            return int(text)
+        if not _AMOUNT.match(text):
             return None
         whole, _, fraction = text.partition(".")
         if fraction.strip("0"):
@@ -922,14 +920,25 @@ class CamtReader:
     def _moment(self, element: _Element) -> datetime | None:
         """``<X><Dt>`` or ``<X><DtTm>`` as ``received`` gives it (a day is its midnight in
         Vietnam); ``None`` when ``_date_choice`` would refuse it. Remembered per text."""
-        day = _text(_child(element, "Dt"))
-        if day is not None:
-            cache, text = self._days, day
+        codes = self._codes
+        day = moment = None
+        for child in element:
+            code = codes.get(child.tag)
+            if code is None:
+                code = self._code(child)
+            if code == _DT:
+                if day is None:
+                    day = child
+            elif code == _DT_TM and moment is None:
+                moment = child
+        text = _text(day)
+        if text is not None:
+            cache = self._days
         else:
-            moment = _text(_child(element, "DtTm"))
-            if moment is None:
+            text = _text(moment)
+            if text is None:
                 return None
-            cache, text = self._moments, moment
+            cache = self._moments
         found = cache.get(text)
         if found is not None or text in cache:
             return found

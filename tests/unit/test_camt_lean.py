@@ -195,6 +195,7 @@ def _transaction(rnd: random.Random) -> str:
                 "<Strd><CdtrRefInf><Ref>PH7K3QX9MZ2F</Ref></CdtrRefInf></Strd>",
                 "<Strd>PH7K3QX9MZ2F</Strd>",
                 '<o:Ustrd xmlns:o="urn:other">foreign namespace, same name</o:Ustrd>',
+                "<Cd>a name read elsewhere</Cd>",
             ]))  # fmt: skip
         parts.append(f"<RmtInf>{''.join(lines)}</RmtInf>")
         if rnd.random() < 0.2:
