@@ -21,7 +21,10 @@ def read_camt053(stream: ByteSource) -> Iterator[StatementEntry]:
     reader = camt.CamtReader(cast(IO[bytes], stream))  # the reader only calls read()
     last_text: str | None = None
     reference: str | None = None
+    make = tuple.__new__  # StatementEntry's own __new__ is Python: a million calls add up
     for line, amount, booked, booked_at, transaction, text in reader.payments_received():
         if text != last_text:  # a repeated entry repeats its text: read it once
             last_text, reference = text, find_transfer_reference(text)
-        yield StatementEntry(line, reference, amount, booked, booked_at, transaction, text, 0)
+        yield make(
+            StatementEntry, (line, reference, amount, booked, booked_at, transaction, text, 0)
+        )
