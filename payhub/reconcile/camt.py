@@ -235,6 +235,8 @@ def received(line: CamtLine) -> CamtReceived:
 
 _CACHE_SIZE: Final = 4096
 """Distinct date and date-time texts remembered while reading (a day's statement repeats them)."""
+_FREE_EVERY: Final = 256
+"""Read entries are cleared at once and removed from the tree in runs of this many."""
 _LEAN_NAMES: Final = (
     "Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "AddtlNtryInf", "NtryDtls",
     "TxDtls", "Refs", "RmtInf", "AddtlTxInf", "AmtDtls", "EndToEndId", "UETR", "Ustrd", "Cd",
@@ -570,6 +572,8 @@ class CamtReader:
         """The last ``Ntry`` started, read once the next element outside it starts."""
         group: _Element | None = None
         """The ``GrpHdr`` started, read likewise."""
+        read = 0
+        """Entries read since the elements before them were last freed."""
         for _, element in events:
             if root is None:
                 self._check_root(element)
@@ -580,7 +584,11 @@ class CamtReader:
                 assert statement is not None
                 yield entry, statement
                 self._entries += 1
-                self._drop(entry)
+                entry.clear()
+                read += 1
+                if read == _FREE_EVERY:  # the cleared entries before this one, in one go
+                    self._drop(entry)
+                    read = 0
                 entry = None
             if parent is message or parent is root:
                 if group is not None:
