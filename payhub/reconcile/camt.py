@@ -111,6 +111,7 @@ class CamtError(StatementError):
             part for part in (f"line {line}" if line else None, element) if part is not None
         )
         super().__init__(f"camt {where}: {message}" if where else f"camt: {message}")
+        self.reason = message
         self.line = line
         self.element = element
 
@@ -243,6 +244,8 @@ _LEAN_NAMES: Final = (
     "Prtry", "Dt", "DtTm",
 )  # fmt: skip
 """The elements the lean reading looks at, by local name; a child's place is its code."""
+_received: Final = tuple.__new__
+"""Makes a ``CamtReceived`` without its generated ``__new__`` (Python: a million calls)."""
 _LEAN_CODES: Final = {name: code for code, name in enumerate(_LEAN_NAMES)}
 _LEAN_SIZE: Final = len(_LEAN_NAMES)
 (
@@ -854,8 +857,9 @@ class CamtReader:
         servicer = _text(first[_ACCT_SVCR_REF])
         note = _text(first[_ADDTL_NTRY_INF])
         if transaction is None:
-            return CamtReceived(
-                entry.sourceline, amount, word == _BOOKED, booked_at, servicer, note or ""
+            return _received(
+                CamtReceived,
+                (entry.sourceline, amount, word == _BOOKED, booked_at, servicer, note or ""),
             )
         inner = [None] * _LEAN_SIZE
         for child in transaction:
@@ -903,8 +907,9 @@ class CamtReader:
                             lines.append(text)
         if note:
             lines.append(note)
-        return CamtReceived(
-            entry.sourceline, amount, word == _BOOKED, booked_at, identifier, "\n".join(lines)
+        return _received(
+            CamtReceived,
+            (entry.sourceline, amount, word == _BOOKED, booked_at, identifier, "\n".join(lines)),
         )
 
     @staticmethod

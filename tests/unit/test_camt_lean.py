@@ -1,4 +1,5 @@
-"""The camt reader's lean reading gives what the general reading gives, value for value.
+"""The camt reader's lean reading gives what the general reading gives, value for value,
+in this process or in the helper process that reads a large statement.
 
 ``CamtReader.payments_received`` (and ``read_camt053`` over it) reads the usual entry in one
 pass and hands every other entry to the general reading (``iter(CamtReader)`` then
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payhub.reconcile import bench
+from payhub.reconcile import bench, camt_worker
 from payhub.reconcile.camt import CamtError, CamtReader, CreditDebit, received, to_statement_line
 from payhub.reconcile.camt_entries import read_camt053
 from payhub.reconcile.entries import StatementEntry
@@ -282,3 +283,51 @@ def test_cut_documents_fail_the_same(document: bytes, data: st.DataObject) -> No
     """A document cut anywhere: the same credits before the same error."""
     cut = data.draw(st.integers(0, len(document)))
     _assert_same(document[:cut])
+
+
+# ------------------------------------------------------------------ the helper process
+
+
+def _outcome_of(document: bytes, *, helper_from: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(camt_worker, "HELPER_FROM", helper_from)
+    return _outcome(read_camt053(io.BytesIO(document)))
+
+
+def _documents_for_the_helper(tmp_path: Path) -> list[bytes]:
+    statement = _bench_statement(tmp_path, 2500)
+    bad_value = statement.replace(b'<Amt Ccy="VND">150000</Amt>', b'<Amt Ccy="VND">-1</Amt>', 1)
+    doctype = statement.replace(b"?>\n", b'?>\n<!DOCTYPE Document [<!ENTITY a "x">]>\n', 1)
+    generated = [_document(random.Random(seed)) for seed in range(12)]
+    return [statement, statement[: len(statement) // 3], bad_value, doctype, b"", *generated]
+
+
+def test_a_large_statement_read_by_the_helper_process_gives_the_same_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper's credits and errors are the in-process reading's, whatever the size."""
+    documents = _documents_for_the_helper(tmp_path)
+    for document in documents:
+        here = _outcome_of(document, helper_from=len(document) + 1, monkeypatch=monkeypatch)
+        helper = _outcome_of(document, helper_from=1, monkeypatch=monkeypatch)
+        assert helper == here
+    entries, error = _outcome_of(documents[0], helper_from=1, monkeypatch=monkeypatch)
+    assert error is None and len(entries) > 2500  # read whole, by the helper
+
+
+def test_the_helper_stops_when_the_reader_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(camt_worker, "HELPER_FROM", 1)
+    started: list[Any] = []
+    popen = camt_worker.subprocess.Popen
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(camt_worker.subprocess, "Popen", recorded)
+    entries = read_camt053(io.BytesIO(_bench_statement(tmp_path, 2500)))
+    assert next(entries).line > 0
+    entries.close()
+    (helper,) = started
+    assert helper.returncode is not None  # ended and waited for, not left running
