@@ -7,8 +7,9 @@ simulator writes it: ``banks/vietqr/cash_report.py``), both with known faults (l
 confirmations, payments missing at the bank, wrong amounts, duplicated lines, unknown
 references). Then ``payhub reconcile`` runs in its own process for each, as an operator
 would run it, and is measured from outside: wall time, and peak resident memory from the
-kernel's accounting of that finished child (``wait4``'s ``ru_maxrss``). The counts each run
-reports are checked against the faults that were planted.
+kernel's accounting of that finished child (``wait4``'s ``ru_maxrss``: the largest of the
+child and the helper process a large camt.053 is read in, about 45 MB, which is not added).
+The counts each run reports are checked against the faults that were planted.
 
 The camt.053 day is what a VietQR collection account really receives: the transfer
 reference is not a field but sits in the payer's remittance text (``RmtInf/Ustrd``), as
