@@ -92,11 +92,22 @@ def new_bank_reference() -> str:
             return body + _DIGITS[check]
 
 
+# Each position's character values times its weight 2^(11-i), mod 37: the check is one sum.
+_WEIGHTED: Final = tuple(
+    {
+        char: value * pow(2, REFERENCE_LENGTH - 1 - i, _MODULUS) % _MODULUS
+        for char, value in _VALUES.items()
+    }
+    for i in range(REFERENCE_LENGTH)
+)
+
+
 def is_valid_reference(text: str) -> bool:
-    """Whether ``text`` is exactly a reference: 12 upper-case characters, check verifying."""
+    """Whether ``text`` is exactly a reference: 12 upper-case characters, check verifying
+    (Σ vᵢ·2^(11-i) ≡ 1 mod 37, the same as ``_mod37_2`` of the body against the check)."""
     if not _REFERENCE.fullmatch(text):
         return False
-    return _mod37_2(text[:-1]) == (1 - _VALUES[text[-1]]) % _MODULUS
+    return sum(map(dict.__getitem__, _WEIGHTED, text)) % _MODULUS == 1
 
 
 def find_references(noisy_text: str) -> list[str]:
@@ -126,6 +137,8 @@ _TOKEN = re.compile(r"[0-9A-Za-z]+")
 # What may stand between two pieces of one reference: whitespace, dots, dashes. Anything else
 # (``,;:/_#()``, a letter with a diacritic, …) is a hard boundary no reference crosses.
 _SOFT_GAP = re.compile(r"[\s.\-]+")
+# A token (a maximal run of ASCII letters and digits) that begins with PH in any case.
+_REFERENCE_START = re.compile(r"(?<![0-9A-Za-z])[Pp][Hh][0-9A-Za-z]*")
 _FRAGMENT_MIN_LENGTH: Final = 8
 _FRAGMENT_CHARACTERS: Final = frozenset(REFERENCE_ALPHABET)
 # How a reference is written in groups: equal groups, or ``PH`` then the rest.
@@ -142,26 +155,9 @@ def _fold(token: str) -> str:
     (``PHI``, ``HO``, ``SO``): folding it would let words spell a reference.
     """
     upper = token.upper()
-    if any(char.isdigit() for char in upper):
-        return upper.translate(_LOOK_ALIKES)
-    return upper
-
-
-def _chains(text: str) -> list[list[tuple[str, str]]]:
-    """The folded tokens of ``text``, each with the gap before it, in runs of soft gaps."""
-    chains: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    end = 0
-    for match in _TOKEN.finditer(text):
-        gap = text[end : match.start()]
-        if current and not _SOFT_GAP.fullmatch(gap):
-            chains.append(current)
-            current = []
-        current.append((_fold(match.group()), gap))
-        end = match.end()
-    if current:
-        chains.append(current)
-    return chains
+    if upper.isalpha():  # a token is ASCII letters and digits: no digit in it
+        return upper
+    return upper.translate(_LOOK_ALIKES)
 
 
 def _is_fragment(token: str) -> bool:
@@ -173,17 +169,30 @@ def _is_fragment(token: str) -> bool:
     )
 
 
-def _candidate(chain: list[tuple[str, str]], start: int) -> str | None:
-    """The reference written from ``chain[start]`` on, if the pieces have a reference's shape."""
-    pieces = [chain[start][0]]
+def _candidate(text: str, token: str, end: int) -> str | None:
+    """The reference written from ``token`` (folded, ending at ``end`` in ``text``) on, if
+    the pieces have a reference's shape.
+
+    The pieces are the tokens that follow in the same *chain* (only a soft gap before
+    each), up to 12 characters, stopping before a token that begins with ``PH``.
+    """
+    pieces = [token]
     gaps: list[str] = []
-    length = len(pieces[0])
-    for token, gap in chain[start + 1 :]:
-        if length >= REFERENCE_LENGTH or token.startswith(REFERENCE_PREFIX):
+    length = len(token)
+    while length < REFERENCE_LENGTH:
+        following = _TOKEN.search(text, end)
+        if following is None:
             break
-        pieces.append(token)
+        gap = text[end : following.start()]
+        if not _SOFT_GAP.fullmatch(gap):
+            break  # a hard boundary ends the chain
+        piece = _fold(following.group())
+        if piece.startswith(REFERENCE_PREFIX):
+            break
+        pieces.append(piece)
         gaps.append(gap)
-        length += len(token)
+        length += len(piece)
+        end = following.end()
     if length != REFERENCE_LENGTH:
         return None
     if len(pieces) > 1:
@@ -245,19 +254,17 @@ def find_transfer_reference(noisy_text: str) -> str | None:
     amount before applying anything. ``tests/unit/test_reference_finder.py`` runs 100,000
     mangled memos and 100,000 noise texts (``-m slow``) without a false match.
     """
-    found: set[str] = set()
-    starts: set[tuple[int, int]] = set()
-    fragments: list[tuple[int, int]] = []
-    for chain_index, chain in enumerate(_chains(noisy_text)):
-        for start, (token, _) in enumerate(chain):
-            if not token.startswith(REFERENCE_PREFIX):
-                continue
+    found: str | None = None
+    # Only a token beginning with PH can start a candidate or be a fragment: the text is
+    # searched for those (in C) and read from each, never cut into chains as a whole.
+    for match in _REFERENCE_START.finditer(noisy_text):
+        token = _fold(match.group())
+        candidate = _candidate(noisy_text, token, match.end())
+        if candidate is None:
             if _is_fragment(token):
-                fragments.append((chain_index, start))
-            candidate = _candidate(chain, start)
-            if candidate is not None:
-                found.add(candidate)
-                starts.add((chain_index, start))
-    if len(found) != 1 or any(fragment not in starts for fragment in fragments):
-        return None
-    return found.pop()
+                return None  # a reference-looking fragment that starts no candidate
+        elif found is None:
+            found = candidate
+        elif candidate != found:
+            return None  # two references
+    return found

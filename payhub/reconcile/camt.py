@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, NamedTuple
 
 from lxml import etree
 
@@ -111,6 +111,7 @@ class CamtError(StatementError):
             part for part in (f"line {line}" if line else None, element) if part is not None
         )
         super().__init__(f"camt {where}: {message}" if where else f"camt: {message}")
+        self.reason = message
         self.line = line
         self.element = element
 
@@ -193,6 +194,65 @@ class CamtLine:
         if self.additional_info:
             parts.append(self.additional_info)
         return "\n".join(parts)
+
+
+class CamtReceived(NamedTuple):
+    """One credit transaction as reconciliation reads it (``CamtReader.payments_received``).
+
+    ``to_statement_line``'s values without the reference (the caller finds it in ``text``),
+    in a tuple: a million are made per large statement.
+    """
+
+    line: int
+    amount: int
+    """Whole VND."""
+    booked: bool
+    booked_at: datetime | None
+    """``BookgDt/DtTm``; a ``BookgDt/Dt`` is that day's midnight in Vietnam."""
+    bank_transaction_id: str | None
+    text: str
+
+
+def received(line: CamtLine) -> CamtReceived:
+    """A credit line as reconciliation reads it; a debit, another currency, a fraction of a
+    dong or a batched transaction without an amount is an error (``to_statement_line``)."""
+    if line.direction is not CreditDebit.CREDIT:
+        raise CamtError("a debit is not a payment received", line=line.line, element="CdtDbtInd")
+    booked_at = line.booked_at
+    if booked_at is None and line.booking_date is not None:
+        booked_at = datetime.combine(line.booking_date, datetime.min.time(), VIETNAM)
+    return CamtReceived(
+        line.line,
+        vnd_amount(line),
+        line.booked,
+        booked_at,
+        line.transaction_account_servicer_reference
+        or line.account_servicer_reference
+        or line.uetr
+        or line.end_to_end_id,
+        line.text,
+    )
+
+
+_CACHE_SIZE: Final = 4096
+"""Distinct date and date-time texts remembered while reading (a day's statement repeats them)."""
+_FREE_EVERY: Final = 256
+"""Read entries are cleared at once and removed from the tree in runs of this many."""
+_LEAN_NAMES: Final = (
+    "Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "AddtlNtryInf", "NtryDtls",
+    "TxDtls", "Refs", "RmtInf", "AddtlTxInf", "AmtDtls", "EndToEndId", "UETR", "Ustrd", "Cd",
+    "Prtry", "Dt", "DtTm",
+)  # fmt: skip
+"""The elements the lean reading looks at, by local name; a child's place is its code."""
+_received: Final = tuple.__new__
+"""Makes a ``CamtReceived`` without its generated ``__new__`` (Python: a million calls)."""
+_LEAN_CODES: Final = {name: code for code, name in enumerate(_LEAN_NAMES)}
+_LEAN_SIZE: Final = len(_LEAN_NAMES)
+(
+    _AMT, _CDT_DBT_IND, _STS, _BOOKG_DT, _VAL_DT, _ACCT_SVCR_REF, _ADDTL_NTRY_INF, _NTRY_DTLS,
+    _TX_DTLS, _REFS, _RMT_INF, _ADDTL_TX_INF, _AMT_DTLS, _END_TO_END_ID, _UETR, _USTRD, _CD,
+    _PRTRY, _DT, _DT_TM,
+) = range(_LEAN_SIZE)  # fmt: skip
 
 
 # ------------------------------------------------------------------ element access
@@ -303,18 +363,27 @@ def _date_choice(
     line = element.sourceline
     day = _text(_child(element, "Dt"))
     if day is not None:
-        match = _DATE.match(day)
-        try:
-            if match is None:
-                raise ValueError(day)
-            return date(int(match[1]), int(match[2]), int(match[3])), None
-        except ValueError:
-            raise CamtError(f"date {day!r} is not YYYY-MM-DD", line=line, element=where) from None
+        return _day(day, line, where), None
     moment = _text(_child(element, "DtTm"))
     if moment is not None:
         instant = _date_time(moment, line, where, local)
-        return instant.astimezone(VIETNAM).date(), instant
+        try:
+            return instant.astimezone(VIETNAM).date(), instant
+        except OverflowError:  # year 1 or 9999 across midnight
+            raise CamtError(
+                f"date-time {moment!r} is out of range", line=line, element=where
+            ) from None
     raise CamtError("neither Dt nor DtTm", line=line, element=where)
+
+
+def _day(text: str, line: int | None, where: str) -> date:
+    match = _DATE.match(text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        raise CamtError(f"date {text!r} is not YYYY-MM-DD", line=line, element=where) from None
 
 
 def _date_time(text: str, line: int | None, where: str, local: tzinfo) -> datetime:
@@ -426,9 +495,40 @@ class CamtReader:
         self.version: str | None = None
         self._message_id: str | None = None
         self._entries = 0
+        # The lean reading's memory: codes by tag, and the values of date and
+        # date-time texts (``None``: not valid, the general reading says why).
+        self._codes: dict[Any, int] = {}
+        self._days: dict[str, datetime | None] = {}
+        self._moments: dict[str, datetime | None] = {}
 
     def __iter__(self) -> Iterator[CamtLine]:
-        raw = _open(self._source)
+        for entry, statement in self._entries_of(self._source):
+            yield from self._lines(entry, statement)
+
+    def payments_received(self) -> Iterator[CamtReceived]:
+        """Each credit transaction as ``CamtReceived``: what reconciliation needs, read lean.
+
+        The same values as ``to_statement_line`` over ``iter(self)`` with the debits skipped
+        (and the same errors), built without a ``CamtLine`` per transaction: an entry of the
+        usual shape (one or no ``TxDtls``, a whole VND amount, ``CRDT``) is read field by
+        field in one pass over its children; any other entry, and any entry the lean pass
+        has a doubt about, goes through the general reader, which then also gives the error.
+        """
+        lean = self._lean
+        for entry, statement in self._entries_of(self._source):
+            found = lean(entry)
+            if found is not None:
+                yield found
+            else:
+                for line in self._lines(entry, statement):
+                    if line.direction is CreditDebit.CREDIT:
+                        yield received(line)
+
+    def _entries_of(
+        self, source: bytes | str | os.PathLike[str] | IO[bytes]
+    ) -> Iterator[tuple[_Element, CamtStatement]]:
+        """Each ``Ntry`` with its statement; the file's errors as ``CamtError``s."""
+        raw = _open(source)
         try:
             stream = _CappedUtf8(raw, self._max_bytes)
             try:
@@ -444,12 +544,18 @@ class CamtReader:
             if raw is not self._source:
                 raw.close()
 
-    def _parse(self, stream: _CappedUtf8) -> Iterator[CamtLine]:
-        # Events only for the few elements that structure the document: the parse itself
-        # still sees every element, but Python is called for these alone.
+    def _parse(self, stream: _CappedUtf8) -> Iterator[tuple[_Element, CamtStatement]]:
+        """Each complete ``Ntry`` of each statement, with its statement's header.
+
+        Events only for the few elements that structure the document, and only when they
+        *start* (half the parser's calls into Python of start and end events): an element
+        is complete when the next structural element that is not inside it starts, or when
+        the document ends. Whitespace between elements is dropped by the parser (no value
+        read here is whitespace between elements; every text read is stripped).
+        """
         events = etree.iterparse(
             stream,
-            events=("start", "end"),
+            events=("start",),
             tag=_STRUCTURE,
             resolve_entities=False,
             no_network=True,
@@ -458,43 +564,67 @@ class CamtReader:
             recover=False,
             remove_comments=True,
             remove_pis=True,
+            remove_blank_text=True,
         )
         root: _Element | None = None
         message: _Element | None = None
         record: _Element | None = None
         record_name = ""
         statement: CamtStatement | None = None
-        for event, element in events:
-            parent: _Element = element.getparent()
-            if event == "start":
-                if root is None:
-                    self._check_root(element)
-                    root = element
-                elif message is None and parent is root:
-                    record_name = self._check_message(element)
-                    message = element
-                elif parent is message and _local(element) == record_name:
-                    record, statement = element, None
-                elif statement is None and parent is record and _local(element) == "Ntry":
-                    statement = self._header(record)
+        entry: _Element | None = None
+        """The last ``Ntry`` started, read once the next element outside it starts."""
+        group: _Element | None = None
+        """The ``GrpHdr`` started, read likewise."""
+        read = 0
+        """Entries read since the elements before them were last freed."""
+        for _, element in events:
+            if root is None:
+                self._check_root(element)
+                root = element
                 continue
-            if record is not None and parent is record and _local(element) == "Ntry":
+            parent: _Element = element.getparent()
+            if entry is not None and (parent is record or parent is message or parent is root):
                 assert statement is not None
-                yield from self._lines(element, statement)
+                yield entry, statement
                 self._entries += 1
-                element.clear()
-                while element.getprevious() is not None:
-                    del parent[0]
-            elif record is not None and element is record:
+                entry.clear()
+                read += 1
+                if read == _FREE_EVERY:  # the cleared entries before this one, in one go
+                    self._drop(entry)
+                    read = 0
+                entry = None
+            if parent is message or parent is root:
+                if group is not None:
+                    self._message_id = _text(_child(group, "MsgId"))
+                    group.clear()
+                    group = None
+                if record is not None:
+                    if statement is None:
+                        self._header(record)
+                    self._drop(record)
+                    record = statement = None
+            if message is None and parent is root:
+                record_name = self._check_message(element)
+                message = element
+            elif parent is message:
+                name = _local(element)
+                if name == record_name:
+                    record = element
+                elif name == "GrpHdr":
+                    group = element
+            elif parent is record and record is not None and _local(element) == "Ntry":
                 if statement is None:
-                    self._header(element)
-                record = statement = None
-                element.clear()
-                while element.getprevious() is not None:
-                    del parent[0]
-            elif parent is message and _local(element) == "GrpHdr":
-                self._message_id = _text(_child(element, "MsgId"))
-                element.clear()
+                    statement = self._header(record)
+                entry = element
+        if entry is not None:
+            assert statement is not None
+            yield entry, statement
+            self._entries += 1
+            self._drop(entry)
+        if group is not None:
+            self._message_id = _text(_child(group, "MsgId"))
+        if record is not None and statement is None:
+            self._header(record)
         if root is None:
             if events.root is not None:
                 self._check_root(events.root)  # raises: why there is no camt Document
@@ -504,6 +634,14 @@ class CamtReader:
             if children:
                 self._check_message(children[0])  # raises: not a camt message
             raise CamtError("Document holds no message", line=root.sourceline, element="Document")
+
+    @staticmethod
+    def _drop(element: _Element) -> None:
+        """Free a read element and everything before it: memory holds one entry."""
+        element.clear()
+        parent = element.getparent()
+        while element.getprevious() is not None:
+            del parent[0]
 
     def _check_root(self, first: _Element) -> None:
         """The first structural element: no DOCTYPE before it, and it is the root Document."""
@@ -646,6 +784,190 @@ class CamtReader:
                 additional_info=details.text("AddtlTxInf") or entry_line.additional_info,
             )
 
+    # -------------------------------------------------------------- the lean reading
+
+    def _code(self, element: _Element) -> int:
+        """The element's place in ``_LEAN_NAMES`` (-1: not read), remembered per tag."""
+        tag = element.tag
+        code = self._codes.get(tag)
+        if code is None:
+            code = self._codes[tag] = _LEAN_CODES.get(_local(element), -1)
+        return code
+
+    def _lean(self, entry: _Element) -> CamtReceived | None:
+        """The entry's one credit, read in one pass over each element's children; ``None``
+        when the general reading must decide: a batch, a debit, another currency, a
+        fraction of a dong, a value that is missing or wrong (the general reading then
+        names the error).
+
+        Every rule is the general reading's (``_lines`` and ``received``): the *first*
+        child of a name counts, texts are stripped, the same patterns check amounts and
+        dates. Only the result is built: no ``CamtLine``, no dictionary of children; each
+        child costs one lookup of its tag.
+        """
+        codes = self._codes
+        code_of = self._code
+        first: list[_Element | None] = [None] * _LEAN_SIZE
+        transaction = None
+        for child in entry:
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code == _NTRY_DTLS:
+                for details in child:
+                    code = codes.get(details.tag)
+                    if code is None:
+                        code = code_of(details)
+                    if code == _TX_DTLS:
+                        if transaction is not None:
+                            return None  # a batch: one line per transaction
+                        transaction = details
+            elif code >= 0 and first[code] is None:
+                first[code] = child
+        if _text(first[_CDT_DBT_IND]) != "CRDT":
+            return None
+        amount = self._vnd(first[_AMT])
+        status = first[_STS]
+        if amount is None or status is None:
+            return None
+        inner: list[_Element | None] = [None] * _LEAN_SIZE
+        for child in status:
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code >= 0 and inner[code] is None:
+                inner[code] = child
+        word = _text(inner[_CD])
+        if word is None:
+            if _text(inner[_PRTRY]) is not None:
+                word = ""  # a proprietary status is never booked
+            else:
+                word = _text(status)
+                if word is None:
+                    return None
+        booked_at = None
+        booking = first[_BOOKG_DT]
+        if booking is not None:
+            booked_at = self._moment(booking)
+            if booked_at is None:
+                return None
+        value = first[_VAL_DT]
+        if value is not None and self._moment(value) is None:
+            return None
+        servicer = _text(first[_ACCT_SVCR_REF])
+        note = _text(first[_ADDTL_NTRY_INF])
+        if transaction is None:
+            return _received(
+                CamtReceived,
+                (entry.sourceline, amount, word == _BOOKED, booked_at, servicer, note or ""),
+            )
+        inner = [None] * _LEAN_SIZE
+        for child in transaction:
+            code = codes.get(child.tag)
+            if code is None:
+                code = code_of(child)
+            if code >= 0 and inner[code] is None:
+                inner[code] = child
+        own = inner[_AMT]
+        if own is None:
+            own = _child(_child(inner[_AMT_DTLS], "TxAmt"), "Amt")
+        if own is not None:
+            amount = self._vnd(own)
+            if amount is None:
+                return None
+        references = inner[_REFS]
+        remittance = inner[_RMT_INF]
+        note = _text(inner[_ADDTL_TX_INF]) or note
+        identifier = servicer
+        if references is not None:
+            inner = [None] * _LEAN_SIZE
+            for child in references:
+                code = codes.get(child.tag)
+                if code is None:
+                    code = code_of(child)
+                if code >= 0 and inner[code] is None:
+                    inner[code] = child
+            identifier = (
+                _text(inner[_ACCT_SVCR_REF])
+                or servicer
+                or _text(inner[_UETR])
+                or _text(inner[_END_TO_END_ID])
+            )
+        lines: list[str] = []
+        if remittance is not None:
+            for child in remittance:
+                code = codes.get(child.tag)
+                if code is None:
+                    code = code_of(child)
+                if code == _USTRD:
+                    text = child.text
+                    if text is not None:
+                        text = text.strip()
+                        if text:
+                            lines.append(text)
+        if note:
+            lines.append(note)
+        return _received(
+            CamtReceived,
+            (entry.sourceline, amount, word == _BOOKED, booked_at, identifier, "\n".join(lines)),
+        )
+
+    @staticmethod
+    def _vnd(element: _Element | None) -> int | None:
+        """An ``Amt`` of whole VND as ``int``; ``None`` for anything else (see ``_amount``)."""
+        if element is None or element.get("Ccy") != CURRENCY:
+            return None
+        text = element.text
+        if text is None:
+            return None
+        text = text.strip()
+        if text.isdigit() and text.isascii() and len(text) <= 18:  # _AMOUNT's whole number
+            return int(text)
+        if not _AMOUNT.match(text):
+            return None
+        whole, _, fraction = text.partition(".")
+        if fraction.strip("0"):
+            return None
+        return int(whole)
+
+    def _moment(self, element: _Element) -> datetime | None:
+        """``<X><Dt>`` or ``<X><DtTm>`` as ``received`` gives it (a day is its midnight in
+        Vietnam); ``None`` when ``_date_choice`` would refuse it. Remembered per text."""
+        codes = self._codes
+        day = moment = None
+        for child in element:
+            code = codes.get(child.tag)
+            if code is None:
+                code = self._code(child)
+            if code == _DT:
+                if day is None:
+                    day = child
+            elif code == _DT_TM and moment is None:
+                moment = child
+        text = _text(day)
+        if text is not None:
+            cache = self._days
+        else:
+            text = _text(moment)
+            if text is None:
+                return None
+            cache = self._moments
+        found = cache.get(text)
+        if found is not None or text in cache:
+            return found
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        try:
+            if cache is self._days:
+                found = datetime.combine(_day(text, None, ""), datetime.min.time(), VIETNAM)
+            else:
+                found = _date_time(text, None, "", self._local)
+                found.astimezone(VIETNAM)  # as _date_choice takes the business date
+        except (CamtError, ValueError, OverflowError):
+            found = None
+        cache[text] = found
+        return found
+
 
 def read_camt(
     source: bytes | str | os.PathLike[str] | IO[bytes],
@@ -687,21 +1009,12 @@ def to_statement_line(line: CamtLine) -> StatementLine:
     specific reference. A debit has no ``StatementLine`` form (the port's amounts are
     payments received): it is an error here, and a caller skips debits before.
     """
-    if line.direction is not CreditDebit.CREDIT:
-        raise CamtError("a debit is not a payment received", line=line.line, element="CdtDbtInd")
-    booked_at = line.booked_at
-    if booked_at is None and line.booking_date is not None:
-        booked_at = datetime.combine(line.booking_date, datetime.min.time(), VIETNAM)
+    credit = received(line)
     return StatementLine(
-        bank_reference=find_transfer_reference(line.text),
-        amount=vnd_amount(line),
-        booked_at=booked_at,
+        bank_reference=find_transfer_reference(credit.text),
+        amount=credit.amount,
+        booked_at=credit.booked_at,
         status=line.status,
-        bank_transaction_id=(
-            line.transaction_account_servicer_reference
-            or line.account_servicer_reference
-            or line.uetr
-            or line.end_to_end_id
-        ),
-        text=line.text,
+        bank_transaction_id=credit.bank_transaction_id,
+        text=credit.text,
     )

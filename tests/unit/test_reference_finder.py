@@ -388,3 +388,113 @@ def test_an_intact_reference_between_real_prefixes_and_suffixes_is_found(
         written = written.lower()
     memo = rnd.choice(_PREFIXES[:6]) + written + rnd.choice(_SUFFIXES[:5])
     assert find_transfer_reference(memo) == reference
+
+
+# ------------------------------------------------------------------ the earlier implementation
+#
+# ``find_transfer_reference`` reads only from the tokens that begin with PH (found by one
+# regular expression) instead of cutting the whole memo into chains first, for speed. Its
+# answers must be those of the implementation it replaced, kept here word for word as the
+# oracle (with its own ``_fold``), over every kind of memo the tests above generate.
+
+_ORACLE_TOKEN = re.compile(r"[0-9A-Za-z]+")
+_ORACLE_SOFT_GAP = re.compile(r"[\s.\-]+")
+_ORACLE_GROUPINGS = frozenset(
+    {(6, 6), (4, 4, 4), (3, 3, 3, 3), (2, 2, 2, 2, 2, 2), (2, 10), (2, 5, 5)}
+)
+
+
+def _oracle_fold(token: str) -> str:
+    upper = token.upper()
+    if any(char.isdigit() for char in upper):
+        return upper.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return upper
+
+
+def _oracle_chains(text: str) -> list[list[tuple[str, str]]]:
+    chains: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    end = 0
+    for match in _ORACLE_TOKEN.finditer(text):
+        gap = text[end : match.start()]
+        if current and not _ORACLE_SOFT_GAP.fullmatch(gap):
+            chains.append(current)
+            current = []
+        current.append((_oracle_fold(match.group()), gap))
+        end = match.end()
+    if current:
+        chains.append(current)
+    return chains
+
+
+def _oracle_candidate(chain: list[tuple[str, str]], start: int) -> str | None:
+    pieces = [chain[start][0]]
+    gaps: list[str] = []
+    length = len(pieces[0])
+    for token, gap in chain[start + 1 :]:
+        if length >= 12 or token.startswith("PH"):
+            break
+        pieces.append(token)
+        gaps.append(gap)
+        length += len(token)
+    if length != 12:
+        return None
+    if len(pieces) > 1:
+        grouped = len(set(gaps)) == 1 and tuple(map(len, pieces)) in _ORACLE_GROUPINGS
+        wrapped = len(pieces) == 2 and "\n" in gaps[0]
+        if not (grouped or wrapped):
+            return None
+    joined = "".join(pieces)
+    return joined if is_valid_reference(joined) else None
+
+
+def _oracle(noisy_text: str) -> str | None:
+    found: set[str] = set()
+    starts: set[tuple[int, int]] = set()
+    fragments: list[tuple[int, int]] = []
+    for chain_index, chain in enumerate(_oracle_chains(noisy_text)):
+        for start, (token, _) in enumerate(chain):
+            if not token.startswith("PH"):
+                continue
+            if len(token) >= 8 and set(REFERENCE_ALPHABET).issuperset(token):
+                fragments.append((chain_index, start))
+            candidate = _oracle_candidate(chain, start)
+            if candidate is not None:
+                found.add(candidate)
+                starts.add((chain_index, start))
+    if len(found) != 1 or any(fragment not in starts for fragment in fragments):
+        return None
+    return found.pop()
+
+
+@st.composite
+def _crowded_memos(draw: st.DrawFn) -> str:
+    """Memos dense in what the finder weighs: several references, fragments, PH words,
+    groups, look-alikes, soft and hard gaps, wraps."""
+    rnd = draw(st.randoms(use_true_random=False))
+    parts = []
+    for _ in range(rnd.randint(1, 8)):
+        kind = rnd.random()
+        if kind < 0.4:
+            parts.append(_spelled(rnd, _damaged(rnd, _reference(rnd))))
+        elif kind < 0.6:
+            reference = _reference(rnd)
+            parts.append(reference[: rnd.randint(2, 12)])
+        else:
+            parts.append(rnd.choice(["PH", "ph", "Ph0", "PHI", "phan", "0123", "3QX9", "MZ2F",
+                                     "AB", "oIl", "PHL0", "9", "ẞ", "đ"]))  # fmt: skip
+        parts.append(rnd.choice([" ", "-", ".", "\n", " - ", ",", "/", "_", "", ". ", "\t"]))
+    return "".join(parts)
+
+
+@_FAST
+@given(st.one_of(mangled_memos().map(lambda case: case[0]), _NOISE_TEXTS, _crowded_memos()))
+def test_answers_are_those_of_the_chain_by_chain_implementation(memo: str) -> None:
+    assert find_transfer_reference(memo) == _oracle(memo), memo
+
+
+@pytest.mark.slow
+@_SLOW
+@given(st.one_of(mangled_memos().map(lambda case: case[0]), _NOISE_TEXTS, _crowded_memos()))
+def test_answers_are_those_of_the_chain_by_chain_implementation_100k(memo: str) -> None:
+    assert find_transfer_reference(memo) == _oracle(memo), memo
