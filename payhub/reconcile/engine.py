@@ -151,7 +151,7 @@ class Reconciler:
                             log.info("reconciliation.repeated", run=earlier, bank=request.bank)
                             return {**found, "repeated": True}
                     # Every line is in the record: the statement's summary is summed meanwhile.
-                    summarising = self._beside(store.summarise_statement, run_id, background)
+                    summarising = await self._beside(store.summarise_statement, run_id, background)
                     async with conn.begin():
                         await store.add_missing_at_bank(
                             conn, run_id, request.bank, window, lines + 1
@@ -161,7 +161,7 @@ class Reconciler:
                         await store.finish_run(
                             conn, run_id, statement_sha256=sha256, line_count=lines
                         )
-                    counting = self._beside(store.summarise, run_id, background)
+                    counting = await self._beside(store.summarise, run_id, background)
                 finally:
                     await store.release(conn)
             outcome = await settle_from_statement(
@@ -201,7 +201,7 @@ class Reconciler:
         )
         return done
 
-    def _beside(
+    async def _beside(
         self,
         summing: Callable[[AsyncConnection, str], Awaitable[_T]],
         run_id: str,
@@ -210,18 +210,26 @@ class Reconciler:
         """Start one of the run's summaries on a connection of its own, so it is summed
         while the run goes on (SQLite works on it in a worker thread, on the other core).
 
-        The statement's summary is started once every line is in the record, the counts
-        once the missing payments are too; settlement, meanwhile, only moves a line from
-        ``settled_by_statement`` to ``matched`` (both reconciled), which ``move_lines``
-        accounts for afterwards.
+        Returns once the summary has its connection and has handed its query to the
+        thread: the run's next statements run inline and would not let it start (it
+        waited for them, measured: 1.3 s of summing after the run's own work instead of
+        beside it). The statement's summary is started once every line is in the record,
+        the counts once the missing payments are too; settlement, meanwhile, only moves
+        a line from ``settled_by_statement`` to ``matched`` (both reconciled), which
+        ``move_lines`` accounts for afterwards.
         """
+        connected = asyncio.Event()
 
         async def sum_up() -> _T:
             async with self.engine.connect() as conn:
+                connected.set()  # the query below goes to its thread in this same step
                 return await summing(conn, run_id)
 
         job = asyncio.ensure_future(sum_up())
         background.append(job)
+        waiting = asyncio.ensure_future(connected.wait())
+        await asyncio.wait([job, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
         return job
 
     async def _failed(
@@ -274,7 +282,11 @@ class Reconciler:
 
         window = store.DayWindow(request.business_date)
         staged = 0
-        reading = asyncio.ensure_future(asyncio.to_thread(next_rows, 1))
+        # run_in_executor hands the read to the thread at once; a to_thread task would
+        # only start at the loop's next turn, and the classification below runs inline
+        # without one: the read waited for it (measured: 6.9 s of staging, 4.x s now).
+        loop = asyncio.get_running_loop()
+        reading = loop.run_in_executor(None, next_rows, 1)
         try:
             rows = await reading
             while rows.lines:
@@ -287,7 +299,7 @@ class Reconciler:
                         persisted += rows.lines
                         if progress is not None:
                             progress(hashing.size, staged)
-                        reading = asyncio.ensure_future(asyncio.to_thread(next_rows, staged + 1))
+                        reading = loop.run_in_executor(None, next_rows, staged + 1)
                         await store.classify_into_record(
                             conn, run_id, request.bank, window, first, staged
                         )
