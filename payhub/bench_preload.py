@@ -136,7 +136,17 @@ def _one(
     for number, key in enumerate(template["keys"]):
         batch["idempotency_keys"].append(_clone(key, swaps, key=f"preload-{index}-{number}"))
     for number, event in enumerate(template["events"]):
-        batch["events"].append(_clone(event, swaps, id=f"evt_00{index:022d}{number:02d}"))
+        # history: delivered long ago (a pending backlog would load the measured hub)
+        batch["events"].append(
+            _clone(
+                event,
+                swaps,
+                id=f"evt_00{index:022d}{number:02d}",
+                delivery_state="delivered",
+                attempts=max(int(event["attempts"]), 1),
+                next_attempt_at=None,
+            )
+        )
     for entry in template["audit"]:
         seq += 1
         row = _clone(entry, swaps, seq=seq, prev_hash=prev)
