@@ -35,6 +35,7 @@ def delivery_context(
             portals=settings.portals,
             hub_keys=settings.hub_keys,
             clock=clock,
+            on_attempt=app[keys.METRICS].webhook_attempt,
         )
         app[DELIVERY] = worker
         task: asyncio.Task[Any] = asyncio.create_task(worker.run(), name="payhub-delivery")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 import aiohttp
@@ -41,6 +41,8 @@ is due again when the lease ends."""
 BATCH = 128
 CONCURRENCY = 64
 IDLE_POLL = 0.05
+_OUTCOME = {"delivered": "delivered", "pending": "retry", "dead": "dead"}
+"""An attempt's outcome for the metrics, by the state it leaves its event in."""
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,7 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         timeout: float = DELIVERY_TIMEOUT,
         batch: int = BATCH,
+        on_attempt: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.session = session
@@ -68,6 +71,8 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.timeout = timeout
         self.batch = batch
+        self.on_attempt = on_attempt
+        """Told each attempt's portal, outcome and seconds (the webhook metrics)."""
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.delivered = 0
         self.failed = 0
@@ -133,6 +138,9 @@ class DeliveryWorker:
                 error=answer.error,
                 state=state,
             )
+        if self.on_attempt is not None:
+            outcome = "gone" if answer.status_code == 410 else _OUTCOME[state]
+            self.on_attempt(event.portal_id, outcome, answer.latency_ms / 1000)
         return AttemptOutcome(
             event=event,
             started_at=started,

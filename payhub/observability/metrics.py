@@ -15,6 +15,13 @@ class Metrics:
     payments_created: Counter
     confirmations: Counter
     ledger_batch_size: Histogram
+    webhook_attempts: Counter
+    webhook_seconds: Histogram
+
+    def webhook_attempt(self, portal: str, outcome: str, seconds: float) -> None:
+        """One delivery attempt to ``portal``: ``delivered``, ``retry``, ``dead`` or ``gone``."""
+        self.webhook_attempts.labels(portal, outcome).inc()
+        self.webhook_seconds.labels(portal).observe(seconds)
 
 
 def create_metrics() -> Metrics:
@@ -48,5 +55,18 @@ def create_metrics() -> Metrics:
             "Units of work per group commit",
             registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        ),
+        webhook_attempts=Counter(
+            "payhub_webhook_attempts",
+            "Webhook delivery attempts, by portal and outcome (delivered, retry, dead, gone)",
+            ["portal", "outcome"],
+            registry=registry,
+        ),
+        webhook_seconds=Histogram(
+            "payhub_webhook_attempt_seconds",
+            "Time a portal took to answer a webhook (or to fail), by portal",
+            ["portal"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
         ),
     )

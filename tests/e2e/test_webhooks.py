@@ -188,3 +188,48 @@ async def test_during_a_rotation_the_hub_serves_and_signs_with_both_keys(
     for jwk, signature in zip(served["keys"], signatures, strict=True):
         public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(jwk["x"] + "="))
         public.verify(base64.b64decode(signature.split(",", 1)[1]), content)
+
+
+async def _metric_lines(hub: Hub, name: str, **labels: str) -> list[str]:
+    async with hub.session.get(f"{hub.base_url}/metrics") as response:
+        assert response.status == 200
+        body = await response.text()
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return [
+        line
+        for line in body.splitlines()
+        if line.startswith(name + "{") and all(label in line for label in wanted)
+    ]
+
+
+async def _metric_value(hub: Hub, name: str, **labels: str) -> float:
+    """The sample's value once it appears (the worker delivers in the background)."""
+    for _ in range(200):
+        found = await _metric_lines(hub, name, **labels)
+        if found:
+            return float(found[0].rsplit(" ", 1)[1])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} {labels} never appeared")
+
+
+async def test_delivery_attempts_are_counted_by_portal_and_outcome(
+    webhook_hub: Hub, captured: tuple[Captured, int]
+) -> None:
+    hub, endpoint = webhook_hub, captured[0]
+    created = (await hub.portal.create_payment(payment_body(), str(uuid.uuid4()))).json()
+    await hub.sim_pay(created["payment_url"], "success")
+    await asyncio.wait_for(endpoint.arrived.wait(), timeout=10)
+    attempts = "payhub_webhook_attempts_total"
+    assert await _metric_value(hub, attempts, portal="demo", outcome="delivered") == 1.0
+    assert not await _metric_lines(hub, attempts, outcome="retry")
+    seconds = "payhub_webhook_attempt_seconds_count"
+    assert await _metric_value(hub, seconds, portal="demo") == 1.0
+
+
+async def test_a_portal_that_does_not_answer_shows_as_retries(hub: Hub) -> None:
+    """The test hub's portal listens nowhere: its webhook fails and waits for a retry."""
+    created = (await hub.portal.create_payment(payment_body(), str(uuid.uuid4()))).json()
+    await hub.sim_pay(created["payment_url"], "success")
+    attempts = "payhub_webhook_attempts_total"
+    assert await _metric_value(hub, attempts, portal="demo", outcome="retry") >= 1.0
+    assert not await _metric_lines(hub, attempts, outcome="delivered")
