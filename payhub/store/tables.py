@@ -91,6 +91,8 @@ payments = Table(
     Index("ix_payments_portal_dossier_status", "portal_id", "dossier_code", "status"),
     Index("ix_payments_status_expires", "status", "expires_at"),
     Index("ix_payments_next_query_at", "next_query_at"),
+    # a business day's payments at one bank (reconciliation's missing_at_bank)
+    Index("ix_payments_bank_paid_at", "bank", "paid_at"),
 )
 
 idempotency_keys = Table(

@@ -520,3 +520,40 @@ async def test_a_payment_confirmed_meanwhile_is_matched_and_its_duplicate_stays(
             ).all()
         )
     assert run["totals"] == {name: int(by_class.get(name) or 0) for name in store.CLASSES}
+
+
+async def test_missing_at_bank_reads_the_days_payments_not_every_paid_one(
+    engine: AsyncEngine, reconciler: Reconciler, database_url: str
+) -> None:
+    """The search for payments the statement lacks is bounded by bank and business day.
+
+    Through the status index it would visit every succeeded payment the hub ever stored:
+    a run's cost would grow with the hub's history, not with the day.
+    """
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's plan is checked; PostgreSQL plans by its statistics")
+    from sqlalchemy import event, text
+
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO reconciliation_items") and "NOT IN" in statement:
+            sent.append((statement, parameters))  # add_missing_at_bank's INSERT … SELECT
+
+    day = faulty_day()
+    await load(engine, day.payments)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        run = await reconciler.run(request(), stream(day.csv()))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert run["counts"]["missing_at_bank"] == day.expected["missing_at_bank"]
+    ((statement, parameters),) = sent
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        plan = raw.driver_connection.sqlite.execute(  # type: ignore[union-attr]
+            f"EXPLAIN QUERY PLAN {statement}", parameters
+        ).fetchall()
+        await conn.execute(text("SELECT 1"))
+    searched = [row[3] for row in plan if "payments USING" in row[3]]
+    assert searched and "ix_payments_bank_paid_at" in searched[0], plan
