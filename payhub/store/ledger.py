@@ -12,10 +12,14 @@ What keeps units apart inside one transaction:
 
 - each unit gets its own ``LedgerUnitOfWork``; its audit entries, events and claims join
   the batch only if it returns;
-- its first write takes a SAVEPOINT (units that only read or only claim need none); a
-  unit that raises, whatever it raises and after however many writes, is rolled back to
-  it and answered with its exception while its neighbours go on. Repositories write
-  only through ``LedgerUnitOfWork.writing()``, so no write can escape the savepoint;
+- on SQLite its first write takes a SAVEPOINT (units that only read or only claim need
+  none); a unit that raises, whatever it raises and after however many writes, is rolled
+  back to it and answered with its exception while its neighbours go on. On PostgreSQL,
+  where a savepoint costs two round trips per writing unit, none is taken: a unit that
+  raises after writing has the whole batch rolled back, is answered with its exception,
+  and the others run again in a new transaction without it. Either way nothing of it is
+  committed. Repositories write only through ``LedgerUnitOfWork.writing()``, so no
+  write escapes this;
 - a unit that raises ``LostRace`` (a guarded update found the row changed by another
   hub process) has the batch rolled back and run again (so do deadlocks and
   serialization failures);
@@ -49,7 +53,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhub.domain.clock import Clock
 from payhub.domain.ids import new_id
@@ -310,6 +314,11 @@ class LedgerUnitOfWork:
     def wrote(self) -> bool:
         return self._savepoint is not None
 
+    @property
+    def undoable(self) -> bool:
+        """Its writes can be rolled back alone (a real savepoint, SQLite's)."""
+        return self._savepoint is not None and self._savepoint.undoable
+
     async def release(self) -> None:
         if self._savepoint is not None:
             await self._savepoint.release()
@@ -325,45 +334,59 @@ class LedgerUnitOfWork:
 
 
 class _Savepoint:
-    """Where a unit's writes start, so that a unit that raises is undone alone.
+    """Where a unit's writes start, so that a unit that raises is undone.
 
-    On SQLite the three statements go straight to the ``sqlite3`` connection, inline as
-    every SQLite statement of the hub runs: a few microseconds, where SQLAlchemy's
-    ``begin_nested()`` and its commit cost about fifteen times as much through the async
-    adapter (measured: 14 µs against 98 µs a unit). The outer transaction is
-    SQLAlchemy's; a savepoint inside it, taken and ended by the same unit, leaves its
-    bookkeeping as it was. PostgreSQL keeps ``begin_nested()``: there the round trip is
-    the cost, and its adapter must see every statement to start its transaction.
+    On SQLite a real savepoint, its three statements sent straight to the ``sqlite3``
+    connection, inline as every SQLite statement of the hub runs: a few microseconds,
+    where SQLAlchemy's ``begin_nested()`` and its commit cost about fifteen times as much
+    through the async adapter (measured: 14 µs against 98 µs a unit). The outer
+    transaction is SQLAlchemy's; a savepoint inside it, taken and ended by the same
+    unit, leaves its bookkeeping as it was.
+
+    On PostgreSQL none is taken: ``SAVEPOINT`` and ``RELEASE`` are two round trips to the
+    server for every writing unit (two of a confirmation's five), while a unit that raises
+    after writing is rare. Such a unit makes the ledger roll the whole batch back and run
+    the others again without it (``_WroteThenFailed``): the same outcome, paid for only
+    when it happens.
     """
 
-    __slots__ = ("_nested", "_sqlite")
+    __slots__ = ("_sqlite",)
 
     NAME = "payhub_unit"
 
-    def __init__(self, sqlite: Any, nested: AsyncTransaction | None) -> None:
+    def __init__(self, sqlite: Any) -> None:
         self._sqlite = sqlite
-        self._nested = nested
+
+    @property
+    def undoable(self) -> bool:
+        return self._sqlite is not None
 
     @classmethod
     async def take(cls, conn: AsyncConnection) -> _Savepoint:
         if conn.dialect.name != "sqlite":
-            return cls(None, await conn.begin_nested())
+            return cls(None)
         sqlite = sqlite_handle(conn)
         sqlite.execute(f"SAVEPOINT {cls.NAME}")
-        return cls(sqlite, None)
+        return cls(sqlite)
 
     async def release(self) -> None:
-        if self._nested is not None:
-            await self._nested.commit()
-        else:
+        if self._sqlite is not None:
             self._sqlite.execute(f"RELEASE SAVEPOINT {self.NAME}")
 
     async def rollback(self) -> None:
-        if self._nested is not None:
-            await self._nested.rollback()
-        else:
-            self._sqlite.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
-            self._sqlite.execute(f"RELEASE SAVEPOINT {self.NAME}")
+        if self._sqlite is None:  # pragma: no cover - the ledger rolls the batch back instead
+            raise AssertionError("no savepoint to roll back to")
+        self._sqlite.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
+        self._sqlite.execute(f"RELEASE SAVEPOINT {self.NAME}")
+
+
+class _WroteThenFailed(Exception):
+    """A unit raised after writing where its writes cannot be undone alone (PostgreSQL)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"unit {index} failed after writing")
+        self.index = index
+        self.error = error
 
 
 @dataclass
@@ -535,6 +558,12 @@ class Ledger:
             self.on_batch(len(batch))
         try:
             results = await self._transaction(batch)
+        except _WroteThenFailed as failed:  # rolled back with the batch: the rest again
+            _settle(batch[failed.index], failed.error)
+            rest = batch[: failed.index] + batch[failed.index + 1 :]
+            if rest:
+                await self._commit_batch(rest)
+            return
         except Exception as exc:  # one unit poisoned the batch: run each alone
             if len(batch) == 1:
                 if not batch[0].future.done():
@@ -544,6 +573,8 @@ class Ledger:
             for pending in batch:
                 try:
                     (outcome,) = await self._transaction([pending])
+                except _WroteThenFailed as failed:
+                    outcome = failed.error
                 except Exception as single_exc:
                     outcome = single_exc
                 _settle(pending, outcome)
@@ -577,6 +608,8 @@ class Ledger:
                             raise
                         if not (work.wrote or isinstance(exc, ProblemError)):
                             raise  # it may have left the transaction unusable
+                        if work.wrote and not work.undoable:
+                            raise _WroteThenFailed(len(results), exc) from exc
                         await work.discard()
                         results.append(exc)
                         continue

@@ -210,7 +210,10 @@ async def test_a_unit_that_writes_then_raises_leaves_no_trace(
     assert isinstance(outcomes[1], ProblemError)
     assert isinstance(outcomes[2], RuntimeError)
     assert isinstance(outcomes[3], Exception) and not isinstance(outcomes[3], ProblemError)
-    assert ledger.batches == 1  # neighbours committed in the same transaction, not retried
+    if engine.dialect.name == "sqlite":  # each unit's savepoint: one transaction for all
+        assert ledger.batches == 1
+    else:  # no savepoints: the batch again without each unit that failed after writing
+        assert ledger.batches == 4
     async with engine.connect() as conn:
         stored_refunds = set((await conn.execute(select(refunds.c.id))).scalars())
         keys = set((await conn.execute(select(idempotency_keys.c.key))).scalars())
