@@ -794,6 +794,18 @@ class CamtReader:
             code = self._codes[tag] = _LEAN_CODES.get(_local(element), -1)
         return code
 
+    def _firsts(self, element: _Element) -> list[_Element | None]:
+        """``element``'s first child of each name the lean reading knows, by its code."""
+        codes = self._codes
+        found: list[_Element | None] = [None] * _LEAN_SIZE
+        for child in element:
+            code = codes.get(child.tag)
+            if code is None:
+                code = self._code(child)
+            if code >= 0 and found[code] is None:
+                found[code] = child
+        return found
+
     def _lean(self, entry: _Element) -> CamtReceived | None:
         """The entry's one credit, read in one pass over each element's children; ``None``
         when the general reading must decide: a batch, a debit, another currency, a
@@ -830,13 +842,7 @@ class CamtReader:
         status = first[_STS]
         if amount is None or status is None:
             return None
-        inner: list[_Element | None] = [None] * _LEAN_SIZE
-        for child in status:
-            code = codes.get(child.tag)
-            if code is None:
-                code = code_of(child)
-            if code >= 0 and inner[code] is None:
-                inner[code] = child
+        inner = self._firsts(status)
         word = _text(inner[_CD])
         if word is None:
             if _text(inner[_PRTRY]) is not None:
@@ -861,13 +867,7 @@ class CamtReader:
                 CamtReceived,
                 (entry.sourceline, amount, word == _BOOKED, booked_at, servicer, note or ""),
             )
-        inner = [None] * _LEAN_SIZE
-        for child in transaction:
-            code = codes.get(child.tag)
-            if code is None:
-                code = code_of(child)
-            if code >= 0 and inner[code] is None:
-                inner[code] = child
+        inner = self._firsts(transaction)
         own = inner[_AMT]
         if own is None:
             own = _child(_child(inner[_AMT_DTLS], "TxAmt"), "Amt")
@@ -880,13 +880,7 @@ class CamtReader:
         note = _text(inner[_ADDTL_TX_INF]) or note
         identifier = servicer
         if references is not None:
-            inner = [None] * _LEAN_SIZE
-            for child in references:
-                code = codes.get(child.tag)
-                if code is None:
-                    code = code_of(child)
-                if code >= 0 and inner[code] is None:
-                    inner[code] = child
+            inner = self._firsts(references)
             identifier = (
                 _text(inner[_ACCT_SVCR_REF])
                 or servicer
