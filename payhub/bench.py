@@ -7,6 +7,10 @@ scenarios, all in one run and with the same generator:
 * ``ceiling``: the generator against a server that answers a constant, so the generator's
   own limit is known (a ratio close to it measures the generator, not the server);
 * ``baseline``: bare aiohttp reading the body, parsing the JSON and answering 201;
+* ``floor-ed25519`` and ``floor-hmac``: the baseline plus the one thing no conforming hub
+  can skip, the portal's RFC 9421 signature checked by the hub's own ``authenticate``
+  (digest, coverage, clock, signature, nonce in memory): nothing stored, nothing validated.
+  Its ratio is the most any hub built on this stack could reach on this machine;
 * ``create-ed25519`` and ``create-hmac``: signed creates from an Ed25519 and an HMAC portal,
   each a durable payment with its VNPay order, event and audit entry;
 * ``confirm``: signed VNPay IPNs for those payments, sent straight to the hub, each applied,
@@ -65,6 +69,41 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), reuse_port=True, acces
             print=None)
 """
 
+FLOOR_SOURCE = """
+import json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from payhub.api.auth import Credential, MemoryNonceStore, PrincipalKind, SignedRequest, authenticate
+from payhub.errors import ProblemError
+
+keys = Path(sys.argv[2])
+demo = serialization.load_pem_private_key((keys / "demo.pem").read_bytes(), None)
+secret = (keys / "%(hmac)s.secret").read_bytes()
+credentials = {
+    "demo": Credential("demo", PrincipalKind.PORTAL, "demo", "ed25519", demo.public_key()),
+    "%(hmac)s": Credential("%(hmac)s", PrincipalKind.PORTAL, "%(hmac)s", "hmac-sha256", secret),
+}
+nonces = MemoryNonceStore()
+
+async def create(request):
+    body = await request.read()
+    signed = SignedRequest.from_aiohttp(request, body)
+    try:
+        await authenticate(signed, credentials, nonces, datetime.now(UTC))
+    except ProblemError as problem:
+        return web.json_response({"code": problem.code}, status=problem.status)
+    body = json.loads(body)
+    return web.json_response({"id": "pay_x", "amount": body["amount"]}, status=201)
+
+app = web.Application()
+app.router.add_post("/v1/payments", create)
+app.router.add_get("/readyz", lambda request: web.Response(text="ok"))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), reuse_port=True, access_log=None,
+            print=None)
+"""
+
 CEILING_SOURCE = """
 import asyncio, sys
 
@@ -98,6 +137,7 @@ asyncio.run(main())
 
 HMAC_PORTAL = "benchhmac"
 WARM_UP = 200
+FLOOR_SOURCE %= {"hmac": HMAC_PORTAL}
 
 
 # --- requests, built and signed before the clock starts ----------------------------------
@@ -560,12 +600,18 @@ def _server_pids(processes: Sequence[Process]) -> list[int]:
 
 
 async def _run_external(
-    folder: Path, name: str, source: str, count: int, ready: str, port: int | None = None
+    folder: Path,
+    name: str,
+    source: str,
+    count: int,
+    ready: str,
+    port: int | None = None,
+    *arguments: str,
 ) -> Any:
     script = folder / f"{name}.py"
     script.write_text(source)
     port = port or _free_port()
-    processes = await _spawn(count, sys.executable, str(script), str(port))
+    processes = await _spawn(count, sys.executable, str(script), str(port), *arguments)
     try:
         await _wait_listening(port, ready, processes)
     except BaseException:
@@ -625,6 +671,24 @@ async def _measure_round(
     measured.scenarios["baseline"] = outcome.summary()
     measured.wrong["baseline"] = check_baseline(outcome, amounts)
     say(f"  baseline       {outcome.summary()['per_second']:>9}/s")
+
+    port, processes = await _run_external(
+        folder, "floor", FLOOR_SOURCE, setup.workers, "/readyz", None, str(folder / "keys")
+    )
+    try:
+        for scenario, keyid, key in (
+            ("floor-ed25519", "demo", setup.demo_key),
+            ("floor-hmac", HMAC_PORTAL, setup.hmac_secret),
+        ):
+            warm, _ = signed_creates(port, keyid, key, setup.run_id(), WARM_UP)
+            await send_all(port, warm, concurrency, [])
+            prepared, amounts = signed_creates(port, keyid, key, setup.run_id(), requests)
+            outcome = await send_all(port, prepared, concurrency, _server_pids(processes))
+            measured.scenarios[scenario] = outcome.summary()
+            measured.wrong[scenario] = check_baseline(outcome, amounts)
+            say(f"  {scenario:<14} {outcome.summary()['per_second']:>9}/s")
+    finally:
+        await _stop(processes)
 
     # The portals' webhook receiver: a live portal answering 204, as in production. With
     # none, every event's delivery is refused and retried on its schedule, and those

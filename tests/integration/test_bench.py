@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from payhub.bench import (
+    FLOOR_SOURCE,
+    HMAC_PORTAL,
     _prepare,
+    _run_external,
     _sqlite_path,
     _start_hub,
     _stop,
@@ -50,7 +53,15 @@ def test_a_small_run_reports_every_scenario_and_no_wrong_answer(
     assert report["wrong_answers"] == 0
     assert report["log_level"].startswith("info")
     empty = report["empty"]
-    measured = {"create-ed25519", "create-hmac", "confirm", "confirm-momo", "confirm-vietqr"}
+    measured = {
+        "floor-ed25519",
+        "floor-hmac",
+        "create-ed25519",
+        "create-hmac",
+        "confirm",
+        "confirm-momo",
+        "confirm-vietqr",
+    }
     assert set(empty["scenarios"]) == {"ceiling", "baseline", *measured}
     assert set(empty["ratio_to_baseline"]) == measured
     for row in empty["scenarios"].values():
@@ -80,6 +91,36 @@ def test_wrong_answers_are_counted() -> None:
     assert check_baseline(outcome([(201, b'{"amount": 5}'), (201, b'{"amount": 6}')]), [5, 5]) == 1
     confirmed = b'{"RspCode": "00", "Message": "Confirm Success"}'
     assert check_confirms(outcome([(200, confirmed), (200, b'{"RspCode": "02"}')])) == 1
+
+
+async def test_the_floor_checks_every_signature_it_is_sent() -> None:
+    """The floor is an upper bound only if it really authenticates: forged and replayed
+    requests are refused there, as the hub refuses them."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    with tempfile.TemporaryDirectory() as name:
+        setup = await _prepare(Path(name), None, 1)
+        keys = str(setup.folder / "keys")
+        port, floor = await _run_external(
+            setup.folder, "floor", FLOOR_SOURCE, 1, "/readyz", None, keys
+        )
+        try:
+            good, amounts = signed_creates(port, "demo", setup.demo_key, "F", 2)
+            hmac_good, _ = signed_creates(port, HMAC_PORTAL, setup.hmac_secret, "G", 1)
+            forged, _ = signed_creates(port, "demo", Ed25519PrivateKey.generate(), "H", 1)
+            wrong_secret, _ = signed_creates(port, HMAC_PORTAL, b"x" * 32, "I", 1)
+            sent = [*good, *hmac_good, forged[0], wrong_secret[0], good[0]]
+            answers = (await send_all(port, sent, 1, [])).answers
+        finally:
+            await _stop(floor)
+    statuses = [status for status, _ in answers]
+    assert statuses == [201, 201, 201, 401, 401, 401]
+    assert [json.loads(body).get("code") for _, body in answers[3:]] == [
+        "signature_invalid",
+        "signature_invalid",
+        "signature_replayed",
+    ]
+    assert [json.loads(body)["amount"] for _, body in answers[:2]] == amounts
 
 
 async def test_preload_clones_what_the_hub_wrote_and_keeps_the_chain() -> None:

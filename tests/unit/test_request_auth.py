@@ -903,3 +903,57 @@ def test_mutated_valid_headers_only_ever_give_problems(
         run_now(authenticate(attempt, FUZZ_CREDENTIALS, MemoryNonceStore(), NOW))
     except ProblemError:
         pass
+
+
+# --- libsodium verifies exactly what OpenSSL verifies --------------------------------------
+
+
+def _openssl_verifies(key: Ed25519PrivateKey, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.public_key().verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(max_size=600),
+    tamper=st.one_of(
+        st.none(),
+        st.tuples(st.integers(0, 63), st.integers(1, 255)),  # one byte of the signature
+        st.integers(0, 80),  # cut to this length
+        st.just("other message"),
+    ),
+)
+def test_ed25519_verification_agrees_with_openssl(
+    seed: bytes, message: bytes, tamper: object
+) -> None:
+    from payhub.api.auth import ed25519_verifies
+
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    credential = Credential("k", PrincipalKind.PORTAL, "p", "ed25519", key.public_key())
+    signature = key.sign(message)
+    if isinstance(tamper, tuple):
+        at, flip = tamper
+        signature = signature[:at] + bytes([signature[at] ^ flip]) + signature[at + 1 :]
+    elif isinstance(tamper, int):
+        signature = signature[:tamper]
+    elif tamper == "other message":
+        message += b"!"
+    expected = _openssl_verifies(key, signature, message)
+    assert ed25519_verifies(credential, signature, message) is expected
+    assert expected is (tamper is None or (isinstance(tamper, int) and tamper >= 64))
+
+
+def test_an_ed25519_signature_under_another_key_does_not_verify() -> None:
+    from payhub.api.auth import ed25519_verifies
+
+    signer, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    credential = Credential("k", PrincipalKind.PORTAL, "p", "ed25519", other.public_key())
+    assert not ed25519_verifies(credential, signer.sign(b"base"), b"base")
+    hmac_credential = Credential("h", PrincipalKind.PORTAL, "p", "hmac-sha256", b"s" * 32)
+    assert not ed25519_verifies(hmac_credential, signer.sign(b"base"), b"base")
