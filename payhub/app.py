@@ -196,7 +196,9 @@ def create_app(
             clock=clock,
             recovery=settings.recovery,
         )
-        app[keys.REFUNDS] = RefundService(ledger=app[keys.LEDGER], connectors=connectors)
+        app[keys.REFUNDS] = RefundService(
+            ledger=app[keys.LEDGER], connectors=connectors, policy=settings.recovery
+        )
         yield
         await http.close()
 

@@ -29,6 +29,7 @@ from payhub.service.unit_of_work import (
     AuditEntry,
     Claim,
     DueQuery,
+    DueRefund,
     IdempotencyRecord,
     LostRace,
     NewPayment,
@@ -112,6 +113,8 @@ class MemoryTables:
     audit: list[AuditEntry] = field(default_factory=list)
     query_schedule: dict[str, tuple[datetime | None, int]] = field(default_factory=dict)
     """Recovery: payment id -> (next query, claims so far), once a worker touched it."""
+    refund_schedule: dict[str, tuple[datetime | None, int]] = field(default_factory=dict)
+    """Refund recovery: refund id -> (next query, claims so far)."""
 
     def copy(self) -> MemoryTables:
         return copy.deepcopy(self)
@@ -258,9 +261,10 @@ class FakeRefunds:
             if r.payment_id == payment_id and r.status in ("pending", "succeeded")
         )
 
-    async def add(self, refund: Refund, *, portal_id: str) -> None:
+    async def add(self, refund: Refund, *, portal_id: str, query_at: datetime) -> None:
         assert refund.id not in self.tables.refunds, "duplicate primary key"
         self.tables.refunds[refund.id] = refund
+        self.tables.refund_schedule[refund.id] = (query_at, 0)
 
     async def settle(
         self,
@@ -275,6 +279,29 @@ class FakeRefunds:
         if stored is None or stored.status != "pending":
             return False
         self.tables.refunds[refund_id] = replace(stored, status=status)
+        _, attempts = self.tables.refund_schedule.get(refund_id, (None, 0))
+        self.tables.refund_schedule[refund_id] = (None, attempts)
+        return True
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[DueRefund]:
+        due = sorted(
+            (next_at, refund_id, attempts)
+            for refund_id, (next_at, attempts) in self.tables.refund_schedule.items()
+            if next_at is not None and next_at <= now
+        )
+        claimed = []
+        for _, refund_id, attempts in due[:limit]:
+            self.tables.refund_schedule[refund_id] = (lease_until, attempts + 1)
+            refund = self.tables.refunds[refund_id]
+            payment = self.tables.payments[refund.payment_id]
+            claimed.append(DueRefund(refund, payment, attempts + 1))
+        return claimed
+
+    async def schedule(self, refund_id: str, attempt: int, at: datetime | None) -> bool:
+        _, attempts = self.tables.refund_schedule.get(refund_id, (None, 0))
+        if attempts != attempt:
+            return False
+        self.tables.refund_schedule[refund_id] = (at, attempts)
         return True
 
 

@@ -222,18 +222,7 @@ class MomoConnector(BankConnector):
         self, bank_reference: str, amount: int, created_at: datetime
     ) -> Confirmation | None:
         """The order's state at MoMo; an API-request code raises and so changes nothing."""
-        body: dict[str, Any] = {
-            "partnerCode": self.settings.partner_code,
-            "requestId": uuid.uuid4().hex,
-            "orderId": bank_reference,
-            "lang": self.settings.lang,
-        }
-        answer = await self._call(wire.QUERY_PATH, body, wire.QUERY_FIELDS)
-        code = answer["resultCode"]
-        if code in wire.API_REQUEST_CODES:
-            raise _refusal("query", code, answer)
-        if answer.get("orderId") != bank_reference:
-            raise BankAnswerInvalid("MoMo query: answer is about another order")
+        answer = await self._query(bank_reference)
         for name in ("amount", "transId", "responseTime"):
             if name in answer and not wire.is_integer(answer[name]):
                 raise BankAnswerInvalid(f"MoMo query: {name} is not an integer")
@@ -252,7 +241,7 @@ class MomoConnector(BankConnector):
             return RefundResult(succeeded=False, failure_code="22")
         body: dict[str, Any] = {
             "partnerCode": self.settings.partner_code,
-            "orderId": _refund_order_id(request.refund_id),
+            "orderId": _refund_order_id(request.refund_id) or f"RF{uuid.uuid4().hex}",
             "requestId": uuid.uuid4().hex,
             "amount": request.amount,
             "transId": int(trans_id),
@@ -271,6 +260,54 @@ class MomoConnector(BankConnector):
             raise _refusal("refund", code, answer)
         log.info("momo.refund_refused", bank=self.bank, refund_id=request.refund_id, code=code)
         return RefundResult(succeeded=False, failure_code=str(code))
+
+    async def refund_outcome(self, request: RefundRequest) -> RefundResult | None:
+        """Ask again with the same refund ``orderId``: MoMo cannot refund it twice.
+
+        The refund's orderId comes from the hub's refund id, so a second request is
+        either the first one to arrive (the earlier never reached MoMo: it refunds now) or
+        refused with 41, duplicate orderId (the earlier went through). After a 41 the
+        original order's ``refundTrans`` names the refund and its transId.
+        """
+        order_id = _refund_order_id(request.refund_id)
+        if order_id is None:  # not derivable: a new request could not be told apart
+            return None
+        result = await self.refund(request)
+        if result.succeeded or result.failure_code != str(wire.DUPLICATE_ORDER_ID):
+            return result
+        return await self._refund_listed(request.payment_bank_reference, order_id)
+
+    async def _refund_listed(self, bank_reference: str, order_id: str) -> RefundResult | None:
+        """The refund ``order_id`` as the original order's query lists it; ``None``: absent."""
+        listed = (await self._query(bank_reference)).get("refundTrans")
+        for entry in listed if isinstance(listed, list) else ():
+            if not isinstance(entry, dict) or entry.get("orderId") != order_id:
+                continue
+            code = entry.get("resultCode", wire.SUCCESS)
+            trans_id = entry.get("transId")
+            if code == wire.SUCCESS:
+                known = str(trans_id) if wire.is_integer(trans_id) else None
+                return RefundResult(succeeded=True, bank_refund_id=known)
+            if wire.is_integer(code) and wire.is_final(code):
+                return RefundResult(succeeded=False, failure_code=str(code))
+            return None
+        return None
+
+    async def _query(self, bank_reference: str) -> dict[str, Any]:
+        """MoMo's answer about an order; an API-request code raises and so changes nothing."""
+        body: dict[str, Any] = {
+            "partnerCode": self.settings.partner_code,
+            "requestId": uuid.uuid4().hex,
+            "orderId": bank_reference,
+            "lang": self.settings.lang,
+        }
+        answer = await self._call(wire.QUERY_PATH, body, wire.QUERY_FIELDS)
+        code = answer["resultCode"]
+        if code in wire.API_REQUEST_CODES:
+            raise _refusal("query", code, answer)
+        if answer.get("orderId") != bank_reference:
+            raise BankAnswerInvalid("MoMo query: answer is about another order")
+        return answer
 
     async def _call(
         self, path: str, body: dict[str, Any], fields: tuple[str, ...]
@@ -333,15 +370,17 @@ def _moment(milliseconds: Any) -> datetime | None:
     return datetime.fromtimestamp(milliseconds / 1000, UTC)
 
 
-def _refund_order_id(refund_id: str) -> str:
-    """MoMo's orderId for a refund: the refund id, cut to what MoMo's pattern allows."""
+def _refund_order_id(refund_id: str) -> str | None:
+    """MoMo's orderId for a refund: the refund id, cut to what MoMo's pattern allows.
+
+    The same refund id always gives the same orderId, which is what makes asking again
+    safe; ``None`` when none can be derived (hub refund ids always give one).
+    """
     cleaned = "".join(
         ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "-" for ch in refund_id
     )
     cleaned = cleaned.strip("-_.")[: wire.ORDER_ID_MAX_LENGTH].strip("-_.")
-    if not wire.is_order_id(cleaned):
-        cleaned = f"RF{uuid.uuid4().hex}"
-    return cleaned
+    return cleaned if wire.is_order_id(cleaned) else None
 
 
 def _refusal(what: str, code: int, answer: Mapping[str, Any]) -> Exception:

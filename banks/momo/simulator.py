@@ -513,7 +513,12 @@ async def refund(request: web.Request) -> web.StreamResponse:
     if failed is not None:
         return failed
     body = await _api_body(request)
-    return _bad_format() if body is None else web.json_response(gateway.refund(body))
+    if body is None:
+        return _bad_format()
+    answer = gateway.refund(body)
+    if await gateway.answer_lost():  # refunded (or refused), and the merchant never hears
+        return web.Response(status=503)
+    return web.json_response(answer)
 
 
 async def pay_page(request: web.Request) -> web.Response:

@@ -72,6 +72,8 @@ INTEGER_FIELDS = frozenset({"amount", "transId", "resultCode", "responseTime"})
 """Fields MoMo sends as JSON numbers; they are signed as written integers."""
 
 SUCCESS = 0
+DUPLICATE_ORDER_ID = 41
+"""A refund order with this orderId exists: an earlier request for it went through."""
 NOT_FINAL = frozenset({9000, 1000, 7000, 7002, 8000})
 """Authorised, waiting for the payer, processing: the payment may still go either way."""
 API_REQUEST_CODES = frozenset({10, 11, 12, 13, 20, 21, 22, *range(40, 48), 98, 99})

@@ -14,7 +14,7 @@ knob                        default  effect
 ``hang_seconds``            30       how long a hung request hangs (at most 60; ends on shutdown)
 ``reset_rate``              0        fraction of bank-API connections dropped without answer
 ``answer_lost_rate``        0        fraction of bank-API requests carried out, whose answer then
-                                     hangs ``hang_seconds`` and is lost (the order exists)
+                                     hangs ``hang_seconds`` and is lost (the order or refund exists)
 ``lose_confirmation``       0        fraction of confirmations never sent (nor retried)
 ``duplicate_confirmation``  0        extra copies of every confirmation
 ``concurrent_duplicates``   false    send a confirmation and its copies at the same time

@@ -495,7 +495,10 @@ async def merchant_api(request: web.Request) -> web.StreamResponse:
         return web.json_response(gateway.api_answer(command, wire.API_NOT_FOUND))
     if command == "querydr":
         return web.json_response(_querydr(gateway, order))
-    return web.json_response(_refund(gateway, order, body))
+    answer = _refund(gateway, order, body)
+    if await gateway.answer_lost():  # refunded (or refused), and the merchant never hears
+        return web.Response(status=503)
+    return web.json_response(answer)
 
 
 def _querydr(gateway: Gateway, order: Order) -> dict[str, str]:

@@ -257,6 +257,23 @@ class BankConnector(abc.ABC):
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Refund part or all of a paid order."""
 
+    async def refund_outcome(self, request: RefundRequest) -> RefundResult | None:
+        """What became of a refund the hub never heard the answer to; ``None``: cannot tell.
+
+        Called by recovery for a refund left ``pending`` (the bank timed out, the answer
+        was lost, the hub stopped between reserving the refund and asking). A bank whose
+        refunds carry the hub's own id, so that asking again cannot refund twice, answers
+        here; raising ``BankError`` means "ask again later". The default cannot tell:
+        the refund stays pending for finance staff, because sending it again could pay
+        the money back twice.
+        """
+        return None
+
+    @property
+    def recovers_refunds(self) -> bool:
+        """Whether ``refund_outcome`` can tell (it is overridden)."""
+        return type(self).refund_outcome is not BankConnector.refund_outcome
+
     def read_statement(self, stream: ByteSource) -> Iterator[StatementEntry]:
         """The bank's statement for one business day, line by line as ``stream`` is read.
 

@@ -27,7 +27,9 @@ def recovery_context(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def recovery(app: web.Application) -> AsyncIterator[None]:
         connectors = app[keys.CONNECTORS]
-        worker = RecoveryWorker(Recovery(app[keys.LEDGER], policy), connectors, clock=clock)
+        worker = RecoveryWorker(
+            Recovery(app[keys.LEDGER], policy), connectors, clock=clock, refunds=app[keys.REFUNDS]
+        )
         app[RECOVERY] = worker
         task: asyncio.Task[Any] | None = None
         if policy.enabled:

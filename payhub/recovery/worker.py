@@ -20,6 +20,7 @@ from payhub.connectors.port import BankConnector
 from payhub.domain.clock import Clock
 from payhub.errors import PayhubError
 from payhub.service.recovery import Asked, Recovery, Settled
+from payhub.service.refunds import RefundRecovered, RefundService
 from payhub.service.unit_of_work import DueQuery
 
 CONCURRENCY = 16
@@ -29,24 +30,36 @@ log = structlog.get_logger(__name__)
 
 class RecoveryWorker:
     """``recover_due`` is one round, ``recover_all_due`` rounds until nothing is due,
-    ``run`` loops forever; ``counts`` adds up what the rounds did (by ``Settled``)."""
+    ``run`` loops forever; ``counts`` adds up what the rounds did to payments (by
+    ``Settled``), ``refund_counts`` what they did to pending refunds."""
 
     def __init__(
-        self, recovery: Recovery, connectors: Mapping[str, BankConnector], *, clock: Clock
+        self,
+        recovery: Recovery,
+        connectors: Mapping[str, BankConnector],
+        *,
+        clock: Clock,
+        refunds: RefundService | None = None,
     ) -> None:
         self.recovery = recovery
         self.connectors = connectors
         self.clock = clock
+        self.refunds = refunds
         self.counts: Counter[Settled] = Counter()
+        self.refund_counts: Counter[RefundRecovered] = Counter()
         self.queries = 0
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
     async def recover_due(self) -> int:
-        """Claim what is due now, ask and settle each; how many were claimed."""
-        claimed = await self.recovery.claim_due(self.clock())
+        """Claim what is due now (payments, then refunds), ask and settle each; how many
+        were claimed."""
+        now = self.clock()
+        claimed = await self.recovery.claim_due(now)
         if claimed:
             await asyncio.gather(*(self._recover(due) for due in claimed))
-        return len(claimed)
+        refunds = await self.refunds.recover_due(now) if self.refunds is not None else []
+        self.refund_counts.update(refunds)
+        return len(claimed) + len(refunds)
 
     async def recover_all_due(self) -> int:
         """Rounds until nothing is due at the clock's present time (tests, the demo)."""

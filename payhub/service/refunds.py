@@ -3,12 +3,23 @@
 A refund is reserved in the ledger first (so two refunds can never together exceed
 the payment), then asked of the bank, then settled in the ledger with its portal
 event. A bank that does not answer leaves the refund ``pending``: the money may or may
-not have moved, and only the bank (a status query, the statement) can say which.
+not have moved, and only the bank can say which.
+
+Recovery asks it (``recover_due``, run by the recovery worker): every refund is stored
+with a first query time, ``REFUND_FIRST_QUERY`` after it was reserved, which settling
+clears. A refund still pending then (the answer was lost, the bank timed out, the hub
+stopped between reserving and asking) goes to its bank's ``refund_outcome``, on the
+recovery schedule's delays until the bank tells. A bank that cannot tell without risking
+a second refund (VNPay's refund API carries no id of the hub's) leaves it pending, with a
+``refund.unresolved`` audit entry and a warning: finance staff settle it from the bank.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 
@@ -18,9 +29,34 @@ from payhub.domain.payment import Payment, Refund
 from payhub.domain.requests import RefundRequestBody
 from payhub.domain.states import PaymentStatus
 from payhub.errors import BankError, FieldError, PayhubError, ProblemError
-from payhub.service.unit_of_work import IdempotencyRecord, Reading, UnitOfWork, UnitRunner
+from payhub.recovery.schedule import RecoveryPolicy
+from payhub.service.unit_of_work import (
+    DueRefund,
+    IdempotencyRecord,
+    Reading,
+    UnitOfWork,
+    UnitRunner,
+)
 
 log = structlog.get_logger(__name__)
+
+REFUND_FIRST_QUERY = timedelta(seconds=60)
+"""When recovery first looks at a refund still pending: well after the longest bank call
+(connectors give up within 15 s), so a refund being asked right now is never asked twice."""
+
+
+class RefundRecovered(StrEnum):
+    """What one recovery step did to a pending refund (counted by the worker)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RESCHEDULED = "rescheduled"
+    UNRESOLVED = "unresolved"
+    """Its bank cannot tell without risking a second refund: left to finance staff."""
+    DONE = "done"
+    """Settled meanwhile (its first answer arrived): taken off the schedule."""
+    STALE = "stale"
+    """The claim ran out and another worker holds the refund now: nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +66,16 @@ class RefundOutcome:
 
 
 class RefundService:
-    def __init__(self, *, ledger: UnitRunner, connectors: dict[str, BankConnector]) -> None:
+    def __init__(
+        self,
+        *,
+        ledger: UnitRunner,
+        connectors: dict[str, BankConnector],
+        policy: RecoveryPolicy | None = None,
+    ) -> None:
         self.ledger = ledger
         self.connectors = connectors
+        self.policy = policy or RecoveryPolicy()
         self._in_flight: set[tuple[str, str]] = set()
 
     async def refund(
@@ -134,7 +177,7 @@ class RefundService:
         )
         if not await work.idempotency_keys.claim_now(record):
             return None
-        await work.refunds.add(refund, portal_id=portal_id)
+        await work.refunds.add(refund, portal_id=portal_id, query_at=now + REFUND_FIRST_QUERY)
         work.audit(
             actor=f"portal:{portal_id}",
             action="refund.requested",
@@ -146,23 +189,79 @@ class RefundService:
     async def _ask_bank(self, refund: Refund, payment: Payment) -> RefundResult | None:
         connector = self.connectors[payment.bank]
         try:
-            return await connector.refund(
-                RefundRequest(
-                    refund_id=refund.id,
-                    payment_bank_reference=payment.bank_reference,
-                    bank_transaction_id=payment.bank_transaction_id,
-                    amount=refund.amount,
-                    payment_amount=payment.amount,
-                    paid_at=payment.paid_at,
-                    reason=refund.reason,
-                )
-            )
+            return await connector.refund(_bank_request(refund, payment))
         except BankError as exc:
             log.warning("refund_unanswered", refund_id=refund.id, error=str(exc))
             return None
 
+    # --- recovery ---------------------------------------------------------------------
+
+    async def recover_due(self, now: datetime) -> list[RefundRecovered]:
+        """Claim the refunds due for a bank query at ``now``, ask and settle each."""
+        lease_until = now + timedelta(seconds=self.policy.lease)
+
+        async def claim_unit(work: UnitOfWork) -> list[DueRefund]:
+            return await work.refunds.claim_due(now, lease_until, self.policy.batch)
+
+        claimed = await self.ledger.run(claim_unit)
+        return list(await asyncio.gather(*(self._recover(due) for due in claimed)))
+
+    async def _recover(self, due: DueRefund) -> RefundRecovered:
+        refund, payment = due.refund, due.payment
+        connector = self.connectors.get(payment.bank)
+        if refund.status != "pending":
+            return await self._reschedule(due, None, RefundRecovered.DONE)
+        if connector is None or not connector.recovers_refunds:
+            log.warning(
+                "refund_unresolved",
+                refund_id=refund.id,
+                payment_id=payment.id,
+                bank=payment.bank,
+                reason="the bank cannot tell without risking a second refund",
+            )
+            return await self._reschedule(due, None, RefundRecovered.UNRESOLVED)
+        try:
+            result = await connector.refund_outcome(_bank_request(refund, payment))
+        except PayhubError as exc:  # the bank down or refusing the request: ask later
+            log.info("refund_recovery_unanswered", refund_id=refund.id, error=str(exc))
+            result = None
+        if result is None:
+            later = self.policy.delay(due.attempt)
+            return await self._reschedule(due, later, RefundRecovered.RESCHEDULED)
+        settled = await self.ledger.run(
+            lambda work: self._settle(work, refund, payment, result, recovered=True)
+        )
+        log.info("refund_recovered", refund_id=refund.id, status=settled.status)
+        if settled.status == "succeeded":
+            return RefundRecovered.SUCCEEDED
+        return RefundRecovered.FAILED
+
+    async def _reschedule(
+        self, due: DueRefund, later: timedelta | None, outcome: RefundRecovered
+    ) -> RefundRecovered:
+        async def unit(work: UnitOfWork) -> RefundRecovered:
+            next_at = None if later is None else work.now() + later
+            if not await work.refunds.schedule(due.refund.id, due.attempt, next_at):
+                return RefundRecovered.STALE
+            if outcome is RefundRecovered.UNRESOLVED:
+                work.audit(
+                    actor="recovery",
+                    action="refund.unresolved",
+                    payment_id=due.payment.id,
+                    detail={"refund_id": due.refund.id, "amount": due.refund.amount},
+                )
+            return outcome
+
+        return await self.ledger.run(unit)
+
     async def _settle(
-        self, work: UnitOfWork, refund: Refund, payment: Payment, result: RefundResult
+        self,
+        work: UnitOfWork,
+        refund: Refund,
+        payment: Payment,
+        result: RefundResult,
+        *,
+        recovered: bool = False,
     ) -> Refund:
         status = "succeeded" if result.succeeded else "failed"
         now = work.now()
@@ -180,11 +279,18 @@ class RefundService:
         if result.succeeded:
             await work.payments.add_refunded(payment.id, refund.amount, now)
         settled = replace(refund, status=status)
+        detail: dict[str, object] = {
+            "refund_id": refund.id,
+            "amount": refund.amount,
+            "code": result.failure_code,
+        }
+        if recovered:
+            detail["recovered"] = True
         work.audit(
             actor=f"bank:{payment.bank}",
             action=f"refund.{status}",
             payment_id=payment.id,
-            detail={"refund_id": refund.id, "amount": refund.amount, "code": result.failure_code},
+            detail=detail,
         )
         work.emit(
             portal_id=payment.portal_id,
@@ -193,3 +299,15 @@ class RefundService:
             data=settled.to_public(),
         )
         return settled
+
+
+def _bank_request(refund: Refund, payment: Payment) -> RefundRequest:
+    return RefundRequest(
+        refund_id=refund.id,
+        payment_bank_reference=payment.bank_reference,
+        bank_transaction_id=payment.bank_transaction_id,
+        amount=refund.amount,
+        payment_amount=payment.amount,
+        paid_at=payment.paid_at,
+        reason=refund.reason,
+    )

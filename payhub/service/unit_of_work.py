@@ -109,6 +109,16 @@ class DueQuery:
     attempt: int
 
 
+@dataclass(slots=True)
+class DueRefund:
+    """A pending refund claimed by a recovery worker, with its payment and claim token
+    (``attempt``, as for :class:`DueQuery`)."""
+
+    refund: Refund
+    payment: Payment
+    attempt: int
+
+
 class Claim(Protocol):
     """A unique row a unit asked for; whether it got it is known after the commit."""
 
@@ -197,7 +207,9 @@ class RefundRepository(RefundReader, Protocol):
         """What pending and succeeded refunds of the payment add up to."""
         ...
 
-    async def add(self, refund: Refund, *, portal_id: str) -> None: ...
+    async def add(self, refund: Refund, *, portal_id: str, query_at: datetime) -> None:
+        """Store a pending refund; recovery asks its bank at ``query_at`` if still pending."""
+        ...
 
     async def settle(
         self,
@@ -208,7 +220,16 @@ class RefundRepository(RefundReader, Protocol):
         failure_code: str | None,
         at: datetime,
     ) -> bool:
-        """Settle a pending refund; False if it was settled meanwhile."""
+        """Settle a pending refund (off the schedule); False if it was settled meanwhile."""
+        ...
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[DueRefund]:
+        """Pending refunds whose bank query is due, each moved to ``lease_until`` (the
+        claim), oldest due first; one worker at a time, as ``claim_due_queries``."""
+        ...
+
+    async def schedule(self, refund_id: str, attempt: int, at: datetime | None) -> bool:
+        """Set the next query (``None``: no more) if the claim ``attempt`` still holds."""
         ...
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Select, Table, Update, bindparam, case, func, select, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payhub.domain.clock import rfc3339
@@ -26,6 +28,7 @@ from payhub.service.unit_of_work import (
     AuditEntry,
     Claim,
     DueQuery,
+    DueRefund,
     IdempotencyRecord,
     NewPayment,
     NonceClaim,
@@ -183,23 +186,67 @@ _CHANGE_STATUS = Prepared(
     )
 )
 # Recovery: the due payments, oldest due first, by a range scan of ix_payments_next_query_at.
-_DUE_QUERIES = (
-    select(payments)
-    .where(payments.c.next_query_at <= bindparam("now"))
-    .order_by(payments.c.next_query_at)
-    .limit(bindparam("limit"))
-)
-_DUE_QUERIES_HELD = _DUE_QUERIES.with_for_update(skip_locked=True)
-_CLAIM_QUERY = (
-    update(payments)
-    .where(payments.c.id.in_(bindparam("pids", expanding=True)))
-    .values(next_query_at=bindparam("lease_until"), query_attempts=payments.c.query_attempts + 1)
-)
-_SCHEDULE_QUERY = (
-    update(payments)
-    .where(payments.c.id == bindparam("pid"), payments.c.query_attempts == bindparam("attempt"))
-    .values(next_query_at=bindparam("next_at"))
-)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """The statements of a recovery schedule kept on ``table`` (payments, refunds): rows
+    whose ``next_query_at`` is due, their claim (moved to the lease's end, the claim
+    counter raised), and the next query set only while a claim still holds."""
+
+    due: Select[Any]
+    due_held: Select[Any]
+    claim: Update
+    schedule: Update
+
+    @classmethod
+    def on(cls, table: Table) -> _Schedule:
+        due = (
+            select(table)
+            .where(table.c.next_query_at <= bindparam("now"))
+            .order_by(table.c.next_query_at)
+            .limit(bindparam("limit"))
+        )
+        claim = (
+            update(table)
+            .where(table.c.id.in_(bindparam("ids", expanding=True)))
+            .values(
+                next_query_at=bindparam("lease_until"),
+                query_attempts=table.c.query_attempts + 1,
+            )
+        )
+        schedule = (
+            update(table)
+            .where(table.c.id == bindparam("row"), table.c.query_attempts == bindparam("attempt"))
+            .values(next_query_at=bindparam("next_at"))
+        )
+        return cls(due, due.with_for_update(skip_locked=True), claim, schedule)
+
+    async def claim_due(
+        self, conn: AsyncConnection, now: datetime, lease_until: datetime, limit: int
+    ) -> Sequence[RowMapping]:
+        """The due rows, claimed until ``lease_until``. PostgreSQL: two workers polling at
+        once skip each other's rows; SQLite's write lock (BEGIN IMMEDIATE) makes this claim
+        the only writer."""
+        query = self.due_held if conn.dialect.name == "postgresql" else self.due
+        found = await conn.execute(query, {"now": now, "limit": limit})
+        rows: Sequence[RowMapping] = found.mappings().all()
+        if rows:
+            ids = [row["id"] for row in rows]
+            await conn.execute(self.claim, {"ids": ids, "lease_until": lease_until})
+        return rows
+
+    async def set_next(
+        self, conn: AsyncConnection, row_id: str, attempt: int, at: datetime | None
+    ) -> bool:
+        result = await conn.execute(
+            self.schedule, {"row": row_id, "attempt": attempt, "next_at": at}
+        )
+        return bool(result.rowcount == 1)
+
+
+_QUERY_SCHEDULE = _Schedule.on(payments)
+_REFUND_SCHEDULE = _Schedule.on(refunds)
 _ADD_REFUNDED = (
     update(payments)
     .where(payments.c.id == bindparam("pid"))
@@ -227,8 +274,10 @@ _SETTLE_REFUND = (
         bank_refund_id=bindparam("bank_refund_id"),
         failure_code=bindparam("failure_code"),
         updated_at=bindparam("at"),
+        next_query_at=None,
     )
 )
+_PAYMENTS_BY_ID = select(payments).where(payments.c.id.in_(bindparam("pids", expanding=True)))
 _EVENT_POSITION = select(events.c.seq).where(
     events.c.id == bindparam("id"), events.c.portal_id == bindparam("portal")
 )
@@ -305,23 +354,12 @@ class SqlPayments:
         self, now: datetime, lease_until: datetime, limit: int
     ) -> list[DueQuery]:
         conn = await self._access.writing()
-        # PostgreSQL: two workers polling at once skip each other's rows; SQLite's write
-        # lock (BEGIN IMMEDIATE) makes this claim the only writer.
-        query = _DUE_QUERIES_HELD if conn.dialect.name == "postgresql" else _DUE_QUERIES
-        rows = (await conn.execute(query, {"now": now, "limit": limit})).mappings().all()
-        if not rows:
-            return []
-        await conn.execute(
-            _CLAIM_QUERY, {"pids": [row["id"] for row in rows], "lease_until": lease_until}
-        )
+        rows = await _QUERY_SCHEDULE.claim_due(conn, now, lease_until, limit)
         return [DueQuery(payment_from_row(row), int(row["query_attempts"]) + 1) for row in rows]
 
     async def schedule_query(self, payment_id: str, attempt: int, at: datetime | None) -> bool:
         conn = await self._access.writing()
-        result = await conn.execute(
-            _SCHEDULE_QUERY, {"pid": payment_id, "attempt": attempt, "next_at": at}
-        )
-        return bool(result.rowcount == 1)
+        return await _QUERY_SCHEDULE.set_next(conn, payment_id, attempt, at)
 
 
 class SqlIdempotencyKeys:
@@ -390,7 +428,7 @@ class SqlRefunds:
         result = await self._access.reading().execute(_REFUNDS_TAKEN, {"pid": payment_id})
         return int(result.scalar_one())
 
-    async def add(self, refund: Refund, *, portal_id: str) -> None:
+    async def add(self, refund: Refund, *, portal_id: str, query_at: datetime) -> None:
         conn = await self._access.writing()
         await conn.execute(
             refunds.insert(),
@@ -403,6 +441,8 @@ class SqlRefunds:
                 "status": refund.status,
                 "created_at": refund.created_at,
                 "updated_at": refund.created_at,
+                "next_query_at": query_at,
+                "query_attempts": 0,
             },
         )
 
@@ -427,6 +467,23 @@ class SqlRefunds:
             },
         )
         return bool(result.rowcount == 1)
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[DueRefund]:
+        conn = await self._access.writing()
+        rows = await _REFUND_SCHEDULE.claim_due(conn, now, lease_until, limit)
+        if not rows:
+            return []
+        pids = sorted({row["payment_id"] for row in rows})
+        found = (await conn.execute(_PAYMENTS_BY_ID, {"pids": pids})).mappings().all()
+        by_id = {row["id"]: payment_from_row(row) for row in found}
+        return [
+            DueRefund(refund_from_row(row), by_id[row["payment_id"]], row["query_attempts"] + 1)
+            for row in rows
+        ]
+
+    async def schedule(self, refund_id: str, attempt: int, at: datetime | None) -> bool:
+        conn = await self._access.writing()
+        return await _REFUND_SCHEDULE.set_next(conn, refund_id, attempt, at)
 
 
 class SqlEvents:

@@ -174,7 +174,10 @@ refunds = Table(
     Column("failure_code", String(32)),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    Column("next_query_at", Timestamp),
+    Column("query_attempts", Integer, nullable=False, default=0, server_default=text("0")),
     Index("ix_refunds_payment", "payment_id"),
+    Index("ix_refunds_next_query_at", "next_query_at"),
 )
 
 delivery_attempts = Table(

@@ -216,6 +216,30 @@ async def test_refunds_partial_and_full(world: World, clock: ManualClock) -> Non
     assert (await connector.refund(refund("rfd_5", 999))).failure_code == "22"
 
 
+async def test_asking_again_about_a_refund_never_refunds_twice(
+    world: World, clock: ManualClock
+) -> None:
+    connector, merchant, _, _ = world
+    await place(connector, clock, "PHM7")
+    await control(world, "/_sim/pay", reference="PHM7")
+    trans_id = merchant.confirmations[0].bank_transaction_id
+
+    def refund(refund_id: str, amount: int) -> RefundRequest:
+        return RefundRequest(refund_id, "PHM7", trans_id, amount, 25_500, START, "Hoàn phí")
+
+    assert connector.recovers_refunds
+    made = await connector.refund(refund("rfd_1", 10_000))
+    # the answer to rfd_1 was "lost": asking again gets 41 and finds it in refundTrans
+    assert await connector.refund_outcome(refund("rfd_1", 10_000)) == made
+    # rfd_2 never reached MoMo: asking is sending it, once
+    sent = await connector.refund_outcome(refund("rfd_2", 15_500))
+    assert sent is not None and sent.succeeded and sent.bank_refund_id != made.bank_refund_id
+    assert await connector.refund_outcome(refund("rfd_2", 15_500)) == sent
+    # nothing is left to refund: a third refund is refused, not made
+    refused = await connector.refund_outcome(refund("rfd_3", 1_000))
+    assert refused is not None and refused.failure_code == "1080"
+
+
 async def test_resends_follow_the_banks_schedule_on_the_manual_clock(
     world: World, clock: ManualClock
 ) -> None:

@@ -24,6 +24,7 @@ from payhub.domain.clock import system_clock
 from payhub.recovery.lifecycle import RECOVERY
 from payhub.recovery.worker import RecoveryWorker
 from payhub.service.recovery import Settled
+from payhub.service.refunds import RefundRecovered
 from payhub.settings import parse_settings
 from payhub.store.tables import audit_log, events
 from tests.e2e.test_momo_hub import MOMO
@@ -213,3 +214,107 @@ async def test_unpaid_payments_expire_and_a_late_success_is_applied_and_flagged(
     assert action == "payment.succeeded"
     assert '"late": true' in detail or '"late":true' in detail
     assert scene.worker.counts[Settled.LATE_SUCCESS] == 1
+
+
+# --- refunds whose bank answer never came -------------------------------------------------
+
+
+async def _paid(scene: Scene, bank: str) -> dict[str, Any]:
+    """A payment paid at the bank and settled by a query at 120 s (its IPN lost)."""
+    payment = await scene.create(bank)
+    await scene.pay_unheard(bank, payment)
+    assert await scene.at(120) == 1
+    assert await scene.status(payment["id"]) == "succeeded"
+    return payment
+
+
+async def _refund(scene: Scene, payment: dict[str, Any], amount: int) -> dict[str, Any]:
+    body = {"amount": amount, "reason": "Nộp trùng"}
+    answer = await scene.hub.portal.create_refund(payment["id"], body, str(uuid.uuid4()))
+    assert answer.status == 201, answer.body
+    refund: dict[str, Any] = answer.json()
+    return refund
+
+
+async def _momo_refunds_at_the_bank(scene: Scene, bank_reference: str) -> list[dict[str, Any]]:
+    """The original order's ``refundTrans``, asked of the simulator with a signed query."""
+    from banks.momo import wire
+
+    body = {
+        "partnerCode": MOMO["partner_code"],
+        "requestId": uuid.uuid4().hex,
+        "orderId": bank_reference,
+        "lang": "vi",
+    }
+    signed = {**body, "accessKey": MOMO["access_key"]}
+    body["signature"] = wire.sign(signed, wire.QUERY_FIELDS, MOMO["secret_key"])
+    answer = await scene.sim("momo", wire.QUERY_PATH, **body)
+    assert answer["resultCode"] == 0, answer
+    refunds: list[dict[str, Any]] = answer["refundTrans"]
+    return refunds
+
+
+async def _refunded_amount(scene: Scene, payment_id: str) -> int:
+    payment = await scene.hub.app[keys.PAYMENTS].get("demo", payment_id)
+    return payment.refunded_amount
+
+
+async def test_a_momo_refund_whose_answer_was_lost_is_found_and_applied_once(
+    scene: Scene,
+) -> None:
+    payment = await _paid(scene, "momo")
+    await scene.sim("momo", "/_sim/faults", "PUT", answer_lost_rate=1, hang_seconds=60)
+    refund = await _refund(scene, payment, 1_000_000)
+    assert refund["status"] == "pending"
+    await scene.sim("momo", "/_sim/faults", "PUT")
+    assert len(await _momo_refunds_at_the_bank(scene, payment["bank_reference"])) == 1
+
+    assert await scene.at(179) == 0
+    assert await scene.at(180) == 1  # REFUND_FIRST_QUERY after the refund
+
+    assert scene.worker.refund_counts == {RefundRecovered.SUCCEEDED: 1}
+    assert await _refunded_amount(scene, payment["id"]) == 1_000_000
+    assert await scene.event_types(payment["id"]) == ["payment.succeeded", "refund.succeeded"]
+    at_bank = await _momo_refunds_at_the_bank(scene, payment["bank_reference"])
+    assert [r["amount"] for r in at_bank] == [1_000_000]  # asked again, refunded once
+    assert await scene.at(240) == 0
+
+
+async def test_a_momo_refund_that_never_reached_momo_is_sent_by_recovery(scene: Scene) -> None:
+    payment = await _paid(scene, "momo")
+    await scene.sim("momo", "/_sim/faults", "PUT", error_rate=1)
+    refund = await _refund(scene, payment, 1_000_000)
+    assert refund["status"] == "pending"
+    await scene.sim("momo", "/_sim/faults", "PUT")
+    assert await _momo_refunds_at_the_bank(scene, payment["bank_reference"]) == []
+
+    await scene.sim("momo", "/_sim/faults", "PUT", error_rate=1)
+    assert await scene.at(180) == 1  # MoMo still refuses: asked again 10 s later
+    assert scene.worker.refund_counts == {RefundRecovered.RESCHEDULED: 1}
+    await scene.sim("momo", "/_sim/faults", "PUT")
+    assert await scene.at(189) == 0
+    assert await scene.at(190) == 1
+
+    assert scene.worker.refund_counts[RefundRecovered.SUCCEEDED] == 1
+    assert await _refunded_amount(scene, payment["id"]) == 1_000_000
+    at_bank = await _momo_refunds_at_the_bank(scene, payment["bank_reference"])
+    assert [r["amount"] for r in at_bank] == [1_000_000]
+
+
+async def test_an_unanswered_vnpay_refund_is_left_to_finance_not_sent_again(
+    scene: Scene,
+) -> None:
+    payment = await _paid(scene, "vnpay")
+    await scene.sim("vnpay", "/_sim/faults", "PUT", error_rate=1)
+    refund = await _refund(scene, payment, 1_000_000)
+    assert refund["status"] == "pending"
+    await scene.sim("vnpay", "/_sim/faults", "PUT")
+
+    assert await scene.at(180) == 1
+    assert await scene.at(7 * 24 * 3600) == 0  # never claimed again
+
+    assert scene.worker.refund_counts == {RefundRecovered.UNRESOLVED: 1}
+    actions = [action for action, _ in await scene.audit_details(payment["id"])]
+    assert actions[-2:] == ["refund.requested", "refund.unresolved"]
+    assert await _refunded_amount(scene, payment["id"]) == 0
+    assert await scene.event_types(payment["id"]) == ["payment.succeeded"]

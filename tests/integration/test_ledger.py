@@ -182,7 +182,7 @@ async def test_a_unit_that_writes_then_raises_leaves_no_trace(
 
     def writer(name: str, failure: Exception | None):  # type: ignore[no-untyped-def]
         async def unit(work: UnitOfWork) -> str:
-            await work.refunds.add(refund(f"rfd_{name}"), portal_id="demo")
+            await work.refunds.add(refund(f"rfd_{name}"), portal_id="demo", query_at=now)
             assert await work.idempotency_keys.claim_now(record(name))
             work.audit(actor="test", action=f"wrote-{name}")
             work.emit(portal_id="demo", type="refund.succeeded", payment_id=None, data={})
@@ -194,9 +194,9 @@ async def test_a_unit_that_writes_then_raises_leaves_no_trace(
         return unit
 
     async def duplicate(work: UnitOfWork) -> None:  # fails on its second write
-        await work.refunds.add(refund("rfd_dup"), portal_id="demo")
+        await work.refunds.add(refund("rfd_dup"), portal_id="demo", query_at=now)
         work.audit(actor="test", action="wrote-dup")
-        await work.refunds.add(refund("rfd_dup"), portal_id="demo")
+        await work.refunds.add(refund("rfd_dup"), portal_id="demo", query_at=now)
 
     outcomes = await asyncio.gather(
         ledger.run(writer("a", None)),

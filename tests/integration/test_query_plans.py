@@ -2,7 +2,8 @@
 
 The tables are loaded with tens of thousands of rows, then the use cases run (create
 with its nonce, replay, confirm with the overpaid check, read, cancel, list a dossier,
-page events, claim a nonce alone, refund, claim due recovery queries and settle one)
+page events, claim a nonce alone, refund, claim due refunds and due recovery queries
+and settle one)
 while every statement they send is recorded.
 Each recorded SELECT, UPDATE and DELETE is then explained with its own parameters:
 
@@ -207,6 +208,7 @@ async def run_hot_paths(engine: AsyncEngine) -> list[Sent]:
         assert await store.claim("demo", "alone-nonce", later)
         refund = parse_refund_request({"amount": 1000, "reason": "overpaid"})
         await refunds_service.refund("demo", first.id, "hot-refund", refund)
+        assert await refunds_service.recover_due(system_clock() + timedelta(hours=1)) == []
         recovery = Recovery(ledger, RecoveryPolicy())
         due = await recovery.claim_due(system_clock())
         assert len(due) == ROWS // 2000
