@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     _add_notification_commands(commands)
+    _add_refund_commands(commands)
     _reconcile_parser(commands)
 
     demo = commands.add_parser("demo", help="the whole world on a temporary SQLite database")
@@ -289,6 +290,85 @@ def _add_notification_commands(commands: Any) -> None:
         "Keys whose overlap has ended leave the configuration. Restart serve to use it.",
     )
     rotate.add_argument("--config", type=Path, required=True, help="the payhub.toml to edit")
+
+
+def _add_refund_commands(commands: Any) -> None:
+    """``payhub refunds pending|settle``: refunds a bank never answered about."""
+    refunds = commands.add_parser("refunds", help="refunds still waiting for their bank's word")
+    actions = refunds.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, metavar="ACTION"
+    )
+    pending = actions.add_parser(
+        "pending",
+        help="list pending refunds and whether recovery still asks their bank",
+        description="List refunds whose bank has not answered, oldest first. Recovery asks "
+        "a bank that can tell (MoMo) again on its schedule; a bank that cannot (VNPay: "
+        "asking again could refund twice) leaves the refund to you: check the bank's own "
+        "records, then `payhub refunds settle`.",
+    )
+    pending.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    pending.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    settle = actions.add_parser(
+        "settle",
+        help="settle a pending refund from the bank's own records, audited",
+        description="Mark a pending refund succeeded or failed as the bank's records show "
+        "it (its merchant portal, its statement). The portal gets refund.succeeded or "
+        "refund.failed; the audit trail records the note. A refund settled meanwhile is "
+        "left as it is (exit 1).",
+    )
+    settle.add_argument("refund_id", metavar="REFUND_ID", help="the refund, rfd_…")
+    settle.add_argument("--config", type=Path, required=True, help="the payhub.toml to use")
+    outcome = settle.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--succeeded", action="store_true", help="the bank refunded the payer")
+    outcome.add_argument("--failed", action="store_true", help="the bank made no refund")
+    settle.add_argument(
+        "--note", required=True, help="where the outcome comes from (kept in the audit trail)"
+    )
+    settle.add_argument(
+        "--bank-refund-id", metavar="ID", help="the bank's id of the refund, when it made one"
+    )
+
+
+def _refunds(args: argparse.Namespace) -> int:
+    from payhub import operations
+    from payhub.domain.clock import rfc3339
+    from payhub.settings import load_settings
+
+    settings = load_settings(args.config)
+    if args.action == "pending":
+        found = asyncio.run(operations.pending_refunds(settings))
+        rows = [
+            {
+                **item.refund.to_public(),
+                "bank": item.bank,
+                "portal": item.portal_id,
+                "asked_again_at": rfc3339(item.asked_again_at) if item.asked_again_at else None,
+            }
+            for item in found
+        ]
+        if args.json:
+            print(json.dumps({"data": rows}))
+            return 0
+        for row in rows:
+            asked = row["asked_again_at"]
+            then = f"bank asked again at {asked}" if asked else "for you: settle it by hand"
+            print(
+                f"{row['id']}  {row['payment_id']}  {row['bank']}  {row['amount']:,} VND  "
+                f"requested {row['created_at']}  {then}"
+            )
+        print(f"{len(rows)} pending refund(s)")
+        return 0
+    refund = asyncio.run(
+        operations.settle_refund(
+            settings,
+            args.refund_id,
+            succeeded=args.succeeded,
+            bank_refund_id=args.bank_refund_id,
+            note=args.note,
+        )
+    )
+    print(f"refund {refund.id} {refund.status}; the portal is told (refund.{refund.status})")
+    return 0
 
 
 def _notifications(args: argparse.Namespace) -> int:
@@ -484,6 +564,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in ("events", "keys"):
         _configure_logging(level=_log_level())
         return _notifications(args)
+    if command == "refunds":
+        _configure_logging(level=_log_level())
+        return _refunds(args)
     if command == "demo":
         _configure_logging(json=True, level=logging.ERROR)
         from payhub.demo import run_demo

@@ -34,6 +34,7 @@ from payhub.service.unit_of_work import (
     LostRace,
     NewPayment,
     NonceClaim,
+    PendingRefund,
     Reading,
     UnitOfWork,
 )
@@ -253,6 +254,21 @@ class FakeRefunds:
 
     async def get(self, refund_id: str) -> Refund | None:
         return self.tables.refunds.get(refund_id)
+
+    async def pending(self, limit: int) -> list[PendingRefund]:
+        waiting = sorted(
+            (r for r in self.tables.refunds.values() if r.status == "pending"),
+            key=lambda r: (r.created_at, r.id),
+        )
+        return [
+            PendingRefund(
+                refund,
+                self.tables.payments[refund.payment_id].bank,
+                self.tables.payments[refund.payment_id].portal_id,
+                self.tables.refund_schedule.get(refund.id, (None, 0))[0],
+            )
+            for refund in waiting[:limit]
+        ]
 
     async def committed_amount(self, payment_id: str) -> int:
         return sum(

@@ -17,34 +17,18 @@ from payhub.domain.ids import new_id
 from payhub.errors import ConfigError
 from payhub.notify.sender import DELIVERY_TIMEOUT, post_webhook
 from payhub.notify.signing import signing_keys
+from payhub.operations import OPERATOR, operator_ledger
 from payhub.settings import Settings
-from payhub.store import migrate
-from payhub.store.engine import create_engine
-from payhub.store.ledger import Ledger
 from payhub.store.outbox import LedgerOutbox, ReplayReport
 
-OPERATOR = "operator:cli"
 MAX_REDIRECTS_SHOWN = 5
 
 
 @asynccontextmanager
 async def operator_outbox(settings: Settings) -> AsyncIterator[LedgerOutbox]:
     """The outbox of the configured database, written through a ledger of its own."""
-    engine = create_engine(settings.database_url)
-    try:
-        if not await migrate.is_current(engine):
-            raise ConfigError(
-                "the database schema is not current: run "
-                f"`payhub db upgrade --config {settings.config_path}`"
-            )
-        ledger = Ledger(engine, system_clock)
-        await ledger.start()
-        try:
-            yield LedgerOutbox(ledger)
-        finally:
-            await ledger.close()
-    finally:
-        await engine.dispose()
+    async with operator_ledger(settings) as ledger:
+        yield LedgerOutbox(ledger)
 
 
 async def replay(settings: Settings, event_ids: Sequence[str], *, dead: bool) -> ReplayReport:

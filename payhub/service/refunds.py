@@ -33,6 +33,7 @@ from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.unit_of_work import (
     DueRefund,
     IdempotencyRecord,
+    PendingRefund,
     Reading,
     UnitOfWork,
     UnitRunner,
@@ -254,6 +255,52 @@ class RefundService:
 
         return await self.ledger.run(unit)
 
+    # --- finance staff -----------------------------------------------------------------
+
+    async def pending(self, limit: int = 1000) -> list[PendingRefund]:
+        """Refunds still waiting for their bank's word, oldest first."""
+        return await self.ledger.read(lambda store: store.refunds.pending(limit))
+
+    async def settle_by_hand(
+        self,
+        refund_id: str,
+        *,
+        succeeded: bool,
+        bank_refund_id: str | None,
+        note: str,
+        actor: str,
+    ) -> Refund:
+        """Settle a pending refund from the bank's own records (its merchant portal, its
+        statement), with the portal's event and an audit entry naming who and why.
+
+        ``not_found`` for an unknown refund, ``invalid_state`` for one already settled
+        (recovery or the bank's late answer got there first): nothing changes then.
+        """
+        if not note.strip():
+            raise ProblemError(
+                "validation_failed",
+                "say where the outcome comes from",
+                errors=[FieldError("note", "required")],
+            )
+        result = RefundResult(
+            succeeded=succeeded,
+            bank_refund_id=bank_refund_id if succeeded else None,
+            failure_code=None if succeeded else "settled_by_hand",
+        )
+
+        async def unit(work: UnitOfWork) -> Refund:
+            refund = await work.refunds.get(refund_id)
+            if refund is None:
+                raise ProblemError("not_found", f"no refund {refund_id!r}")
+            if refund.status != "pending":
+                raise ProblemError("invalid_state", f"refund {refund_id} is {refund.status}")
+            payment = await work.payments.get(refund.payment_id)
+            if payment is None:  # pragma: no cover - payments are never deleted
+                raise PayhubError("refund without its payment")
+            return await self._settle(work, refund, payment, result, actor=actor, note=note)
+
+        return await self.ledger.run(unit)
+
     async def _settle(
         self,
         work: UnitOfWork,
@@ -262,6 +309,8 @@ class RefundService:
         result: RefundResult,
         *,
         recovered: bool = False,
+        actor: str | None = None,
+        note: str | None = None,
     ) -> Refund:
         status = "succeeded" if result.succeeded else "failed"
         now = work.now()
@@ -286,8 +335,10 @@ class RefundService:
         }
         if recovered:
             detail["recovered"] = True
+        if note is not None:
+            detail["note"] = note
         work.audit(
-            actor=f"bank:{payment.bank}",
+            actor=actor or f"bank:{payment.bank}",
             action=f"refund.{status}",
             payment_id=payment.id,
             detail=detail,

@@ -119,6 +119,17 @@ class DueRefund:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRefund:
+    """A refund still waiting for its bank's word, as the operator's list shows it."""
+
+    refund: Refund
+    bank: str
+    portal_id: str
+    asked_again_at: datetime | None
+    """When recovery next asks the bank; ``None``: it will not (finance staff settle it)."""
+
+
 class Claim(Protocol):
     """A unique row a unit asked for; whether it got it is known after the commit."""
 
@@ -200,6 +211,10 @@ class IdempotencyRepository(IdempotencyReader, Protocol):
 
 class RefundReader(Protocol):
     async def get(self, refund_id: str) -> Refund | None: ...
+
+    async def pending(self, limit: int) -> list[PendingRefund]:
+        """Refunds still pending, oldest first."""
+        ...
 
 
 class RefundRepository(RefundReader, Protocol):

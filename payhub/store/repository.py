@@ -32,6 +32,7 @@ from payhub.service.unit_of_work import (
     IdempotencyRecord,
     NewPayment,
     NonceClaim,
+    PendingRefund,
 )
 from payhub.store.prepared import Prepared
 from payhub.store.sql import insert_ignore
@@ -277,6 +278,13 @@ _SETTLE_REFUND = (
         next_query_at=None,
     )
 )
+_PENDING_REFUNDS = (
+    select(refunds, payments.c.bank)
+    .join(payments, payments.c.id == refunds.c.payment_id)
+    .where(refunds.c.status == "pending")
+    .order_by(refunds.c.created_at)
+    .limit(bindparam("limit"))
+)
 _PAYMENTS_BY_ID = select(payments).where(payments.c.id.in_(bindparam("pids", expanding=True)))
 _EVENT_POSITION = select(events.c.seq).where(
     events.c.id == bindparam("id"), events.c.portal_id == bindparam("portal")
@@ -423,6 +431,13 @@ class SqlRefunds:
     async def get(self, refund_id: str) -> Refund | None:
         row = (await self._access.reading().execute(_REFUND, {"id": refund_id})).mappings().first()
         return refund_from_row(row) if row else None
+
+    async def pending(self, limit: int) -> list[PendingRefund]:
+        found = await self._access.reading().execute(_PENDING_REFUNDS, {"limit": limit})
+        return [
+            PendingRefund(refund_from_row(row), row["bank"], row["portal_id"], row["next_query_at"])
+            for row in found.mappings()
+        ]
 
     async def committed_amount(self, payment_id: str) -> int:
         result = await self._access.reading().execute(_REFUNDS_TAKEN, {"pid": payment_id})

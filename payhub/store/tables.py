@@ -178,6 +178,7 @@ refunds = Table(
     Column("query_attempts", Integer, nullable=False, default=0, server_default=text("0")),
     Index("ix_refunds_payment", "payment_id"),
     Index("ix_refunds_next_query_at", "next_query_at"),
+    Index("ix_refunds_status", "status", "created_at"),
 )
 
 delivery_attempts = Table(

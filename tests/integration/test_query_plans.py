@@ -209,6 +209,7 @@ async def run_hot_paths(engine: AsyncEngine) -> list[Sent]:
         refund = parse_refund_request({"amount": 1000, "reason": "overpaid"})
         await refunds_service.refund("demo", first.id, "hot-refund", refund)
         assert await refunds_service.recover_due(system_clock() + timedelta(hours=1)) == []
+        assert len(await refunds_service.pending(10)) <= 10
         recovery = Recovery(ledger, RecoveryPolicy())
         due = await recovery.claim_due(system_clock())
         assert len(due) == ROWS // 2000

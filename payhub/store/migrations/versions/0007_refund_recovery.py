@@ -2,7 +2,8 @@
 
 A refund whose bank did not answer (a timeout, a lost answer, the hub stopping between
 reserving it and asking) stays ``pending``; recovery asks the bank again on a schedule,
-as it does for payments. Existing pending refunds are due at once.
+as it does for payments. Existing pending refunds are due at once. Pending refunds are
+indexed by status for the operator's list (``payhub refunds pending``).
 
 Revision ID: 0007
 Revises: 0006
@@ -27,11 +28,13 @@ def upgrade() -> None:
             sa.Column("query_attempts", sa.Integer(), server_default=sa.text("0"), nullable=False)
         )
         batch_op.create_index("ix_refunds_next_query_at", ["next_query_at"], unique=False)
+        batch_op.create_index("ix_refunds_status", ["status", "created_at"], unique=False)
     op.execute("UPDATE refunds SET next_query_at = updated_at WHERE status = 'pending'")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_index("ix_refunds_status")
         batch_op.drop_index("ix_refunds_next_query_at")
         batch_op.drop_column("query_attempts")
         batch_op.drop_column("next_query_at")
