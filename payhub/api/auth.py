@@ -493,12 +493,44 @@ def _check_digest(content_digest: str | None, body: bytes) -> None:
         if body:
             raise ProblemError("digest_mismatch", "A request with a body needs Content-Digest.")
         return
+    plain = plain_digest_matches(content_digest, body)
+    if plain is True:
+        return
     try:
+        if plain is False:
+            raise ValueError("the digest differs")
         ContentDigest.verify(content_digest, body)
     except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
         raise ProblemError(
             "digest_mismatch", "Content-Digest (sha-256 or sha-512) does not match the body."
         ) from exc
+
+
+_PLAIN_DIGEST = re.compile(r"(sha-256|sha-512)=:([A-Za-z0-9+/]*={0,2}):")
+_DIGESTS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+
+
+def plain_digest_matches(content_digest: str, body: bytes) -> bool | None:
+    """Whether a one-member ``Content-Digest`` matches ``body``; ``None``: not that shape.
+
+    Every portal sends ``sha-256=:<base64>:``. The library reads it as a Structured Field
+    dictionary one character at a time (~30 µs, a twentieth of a create); this reads
+    exactly that shape with one regular expression and leaves anything else (other
+    members, parameters, spaces, lenient base64, wrong lengths) to the library, which
+    also decides every refusal of those. A property test checks both agree.
+    """
+    found = _PLAIN_DIGEST.fullmatch(content_digest)
+    if found is None:
+        return None
+    algorithm, encoded = found.groups()
+    try:
+        digest = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return None
+    hasher = _DIGESTS[algorithm]
+    if len(digest) != hasher().digest_size:
+        return None
+    return hmac.compare_digest(digest, hasher(body).digest())
 
 
 class _OneKey(HTTPSignatureKeyResolver):

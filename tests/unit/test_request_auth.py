@@ -957,3 +957,62 @@ def test_an_ed25519_signature_under_another_key_does_not_verify() -> None:
     assert not ed25519_verifies(credential, signer.sign(b"base"), b"base")
     hmac_credential = Credential("h", PrincipalKind.PORTAL, "p", "hmac-sha256", b"s" * 32)
     assert not ed25519_verifies(hmac_credential, signer.sign(b"base"), b"base")
+
+
+# --- the plain Content-Digest reading agrees with the library's ---------------------------
+
+
+def _library_accepts(value: str, body: bytes) -> bool:
+    from http_message_signatures import ContentDigest, HTTPMessageSignaturesException
+
+    try:
+        ContentDigest.verify(value, body)
+    except (HTTPMessageSignaturesException, ValueError, TypeError):
+        return False
+    return True
+
+
+def _digest_values() -> st.SearchStrategy[tuple[str, bytes]]:
+    def shaped(body: bytes, other: bytes, algorithm: str, edit: tuple[int, str] | None) -> str:
+        hasher = hashlib.sha256 if algorithm == "sha-256" else hashlib.sha512
+        value = f"{algorithm}=:{base64.b64encode(hasher(other or body).digest()).decode()}:"
+        if edit is not None:
+            at, text = edit
+            at %= len(value) + 1
+            value = value[:at] + text + value[at + 1 :]
+        return value
+
+    edits = st.none() | st.tuples(
+        st.integers(0, 100),
+        st.sampled_from(["", "=", "==", "A", "-", "_", " ", ":", ",", ";a=1", "sha-256"]),
+    )
+    return st.builds(
+        lambda body, other, algorithm, edit: (shaped(body, other, algorithm, edit), body),
+        st.binary(max_size=64),
+        st.binary(max_size=4),
+        st.sampled_from(["sha-256", "sha-512", "sha-384"]),
+        edits,
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(case=_digest_values())
+def test_plain_digest_reading_agrees_with_the_library(case: tuple[str, bytes]) -> None:
+    from payhub.api.auth import plain_digest_matches
+
+    value, body = case
+    plain = plain_digest_matches(value, body)
+    if plain is not None:
+        assert plain is _library_accepts(value, body), value
+
+
+def test_the_common_digest_shapes_are_read_plainly() -> None:
+    from payhub.api.auth import plain_digest_matches
+
+    body = b'{"amount": 150000}'
+    for algorithm, hasher in (("sha-256", hashlib.sha256), ("sha-512", hashlib.sha512)):
+        good = f"{algorithm}=:{base64.b64encode(hasher(body).digest()).decode()}:"
+        assert plain_digest_matches(good, body) is True
+        assert plain_digest_matches(good, body + b" ") is False
+    assert plain_digest_matches("sha-256=:AAAA:, sha-512=:AAAA:", body) is None
+    assert plain_digest_matches("sha-256=:AAAA:;x=1", body) is None
