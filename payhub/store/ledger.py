@@ -59,6 +59,7 @@ from payhub.domain.clock import Clock
 from payhub.domain.ids import new_id
 from payhub.errors import PayhubError, ProblemError
 from payhub.service.unit_of_work import AuditEntry, Claim, LostRace, Reading, UnitOfWork
+from payhub.store.engine import connection
 from payhub.store.prepared import sqlite_handle
 from payhub.store.repository import (
     SqlEvents,
@@ -528,7 +529,7 @@ class Ledger:
 
     async def read(self, query: Callable[[Reading], Awaitable[T]]) -> T:
         """Run a read-only query on a connection of its own, outside the group commit."""
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             return await query(LedgerUnitOfWork(conn, self.clock, read_only=True))
 
     async def _run(self) -> None:
@@ -594,7 +595,7 @@ class Ledger:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, batch: list[_Pending]) -> list[Any]:
-        async with self.engine.connect() as raw_conn:
+        async with connection(self.engine) as raw_conn:
             conn = await raw_conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
                 kept = _Batch(conn)

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from payhub.notify.port import AttemptOutcome, DueEvent
+from payhub.store.engine import connection
 from payhub.store.ledger import Ledger, LedgerUnitOfWork
 from payhub.store.sql import insert_ignore
 from payhub.store.tables import delivery_attempts, events, portal_endpoints
@@ -90,7 +91,7 @@ class LedgerOutbox:
 
     async def _any_due(self, now: datetime) -> bool:
         """A plain read first: an idle poll never takes the write lock or joins a commit."""
-        async with self.ledger.engine.connect() as conn:
+        async with connection(self.ledger.engine) as conn:
             found = await conn.scalar(
                 select(events.c.seq)
                 .where(

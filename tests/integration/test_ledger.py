@@ -226,3 +226,34 @@ async def test_a_unit_that_writes_then_raises_leaves_no_trace(
     assert stored_nonces == {"nonce-a", "nonce-d"}
     assert event_count == 2
     assert (await verify_chain(engine)).ok
+
+
+async def test_concurrent_reads_reuse_the_pools_connections(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    """A read gives its connection back before the next request's read starts (SQLite:
+    nothing in between yields), so bursts of reads open no new connections; closing in a
+    shielded task, as ``async with engine.connect()`` does, opened ~8 per burst."""
+    from sqlalchemy import event
+
+    from payhub.service.unit_of_work import Reading
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL reads wait on the network and overlap; the pool bounds them")
+
+    async def read(store: Reading) -> object:
+        return await store.payments.get("pay_none")
+
+    await asyncio.gather(*(ledger.read(read) for _ in range(64)))  # the pool fills up
+    opened: list[object] = []
+
+    def count(*_: object) -> None:
+        opened.append(1)
+
+    event.listen(engine.sync_engine, "connect", count)
+    try:
+        for _ in range(20):
+            assert await asyncio.gather(*(ledger.read(read) for _ in range(64))) == [None] * 64
+    finally:
+        event.remove(engine.sync_engine, "connect", count)
+    assert opened == []
