@@ -7,10 +7,14 @@ scenarios, all in one run and with the same generator:
 * ``ceiling``: the generator against a server that answers a constant, so the generator's
   own limit is known (a ratio close to it measures the generator, not the server);
 * ``baseline``: bare aiohttp reading the body, parsing the JSON and answering 201;
-* ``floor-ed25519`` and ``floor-hmac``: the baseline plus the one thing no conforming hub
-  can skip, the portal's RFC 9421 signature checked by the hub's own ``authenticate``
-  (digest, coverage, clock, signature, nonce in memory): nothing stored, nothing validated.
-  Its ratio is the most any hub built on this stack could reach on this machine;
+* ``floor-ed25519`` and ``floor-hmac``: the baseline plus the portal's RFC 9421 signature
+  checked by the hub's own ``authenticate`` (digest, coverage, clock, signature, nonce in
+  memory): nothing validated, nothing stored;
+* ``floor-durable``: HMAC-signed creates, checked, validated by the hub's own
+  declarations and stored with their Idempotency-Key in one durable commit of the hub's
+  own ledger, and nothing else (no audit entry, no bank order, no log line, no limit):
+  the least a conforming create does, so its ratio bounds what any create on this stack
+  can reach on this machine;
 * ``create-ed25519`` and ``create-hmac``: signed creates from an Ed25519 and an HMAC portal,
   each a durable payment with its VNPay order, event and audit entry;
 * ``confirm``: signed VNPay IPNs for those payments, sent straight to the hub, each applied,
@@ -71,12 +75,22 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), reuse_port=True, acces
 
 FLOOR_SOURCE = """
 import json, sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from payhub.api.auth import Credential, MemoryNonceStore, PrincipalKind, SignedRequest, authenticate
+from payhub.api.schemas import parse_payment_request
+from payhub.domain.clock import system_clock
+from payhub.domain.ids import new_id
+from payhub.domain.payment import Payment
+from payhub.domain.reference import new_bank_reference
+from payhub.domain.states import PaymentStatus
 from payhub.errors import ProblemError
+from payhub.service.unit_of_work import IdempotencyRecord, NewPayment
+from payhub.store import migrate
+from payhub.store.engine import create_engine
+from payhub.store.ledger import Ledger
 
 keys = Path(sys.argv[2])
 demo = serialization.load_pem_private_key((keys / "demo.pem").read_bytes(), None)
@@ -86,6 +100,9 @@ credentials = {
     "%(hmac)s": Credential("%(hmac)s", PrincipalKind.PORTAL, "%(hmac)s", "hmac-sha256", secret),
 }
 nonces = MemoryNonceStore()
+engine = create_engine("sqlite+aiosqlite:///" + sys.argv[3])
+ledger = Ledger(engine, system_clock)
+
 
 async def create(request):
     body = await request.read()
@@ -97,8 +114,54 @@ async def create(request):
     body = json.loads(body)
     return web.json_response({"id": "pay_x", "amount": body["amount"]}, status=201)
 
+
+async def create_durable(request):
+    # What no conforming create can skip, and nothing else: the signature, the body's
+    # validation, and the payment stored with its Idempotency-Key in one durable commit
+    # (the hub's group-commit ledger). No audit entry, bank order, log line or limit.
+    body = await request.read()
+    signed = SignedRequest.from_aiohttp(request, body)
+    try:
+        credential = await authenticate(signed, credentials, nonces, datetime.now(UTC))
+        wanted = parse_payment_request(json.loads(body), known_banks={"vnpay"})
+    except ProblemError as problem:
+        return web.json_response({"code": problem.code}, status=problem.status)
+    now = system_clock()
+    canonical = wanted.canonical()
+    payment = Payment(
+        id=new_id("pay"), portal_id=credential.principal, dossier=canonical["dossier"],
+        items=canonical["items"], amount=wanted.amount, currency="VND", bank="vnpay",
+        bank_reference=new_bank_reference(), payment_url=None, qr=None,
+        status=PaymentStatus.PENDING, created_at=now,
+        expires_at=now + timedelta(seconds=wanted.expires_in), paid_at=None,
+        refunded_amount=0, failure_code=None,
+    )
+    payer = canonical["payer"]
+    new = NewPayment(payment, payer["name"], payer.get("id_number"), payer.get("phone"),
+                     wanted.return_url)
+    record = IdempotencyRecord(credential.principal, request.headers["Idempotency-Key"],
+                               "payments.create", wanted.fingerprint(), payment.id, now)
+
+    async def unit(work):
+        return work.idempotency_keys.claim(record, creates=new, audit=())
+
+    claim = await ledger.run(unit)
+    if not claim.won:
+        return web.json_response({"code": "idempotency_conflict"}, status=409)
+    return web.json_response({"id": payment.id, "amount": payment.amount}, status=201)
+
+
+async def database(app):
+    await migrate.upgrade(engine)
+    await ledger.start()
+    yield
+    await ledger.close()
+    await engine.dispose()
+
+
 app = web.Application()
-app.router.add_post("/v1/payments", create)
+app.cleanup_ctx.append(database)
+app.router.add_post("/v1/payments", create if sys.argv[4] == "auth" else create_durable)
 app.router.add_get("/readyz", lambda request: web.Response(text="ok"))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), reuse_port=True, access_log=None,
             print=None)
@@ -672,23 +735,32 @@ async def _measure_round(
     measured.wrong["baseline"] = check_baseline(outcome, amounts)
     say(f"  baseline       {outcome.summary()['per_second']:>9}/s")
 
-    port, processes = await _run_external(
-        folder, "floor", FLOOR_SOURCE, setup.workers, "/readyz", None, str(folder / "keys")
-    )
-    try:
-        for scenario, keyid, key in (
-            ("floor-ed25519", "demo", setup.demo_key),
-            ("floor-hmac", HMAC_PORTAL, setup.hmac_secret),
-        ):
-            warm, _ = signed_creates(port, keyid, key, setup.run_id(), WARM_UP)
-            await send_all(port, warm, concurrency, [])
-            prepared, amounts = signed_creates(port, keyid, key, setup.run_id(), requests)
-            outcome = await send_all(port, prepared, concurrency, _server_pids(processes))
-            measured.scenarios[scenario] = outcome.summary()
-            measured.wrong[scenario] = check_baseline(outcome, amounts)
-            say(f"  {scenario:<14} {outcome.summary()['per_second']:>9}/s")
-    finally:
-        await _stop(processes)
+    for mode, floors in (
+        (
+            "auth",
+            (
+                ("floor-ed25519", "demo", setup.demo_key),
+                ("floor-hmac", HMAC_PORTAL, setup.hmac_secret),
+            ),
+        ),
+        ("durable", (("floor-durable", HMAC_PORTAL, setup.hmac_secret),)),
+    ):
+        database = folder / f"floor-{mode}-{setup.run_id()}.db"
+        port, processes = await _run_external(
+            folder, "floor", FLOOR_SOURCE, setup.workers, "/readyz", None, str(folder / "keys"),
+            str(database), mode,
+        )  # fmt: skip
+        try:
+            for scenario, keyid, key in floors:
+                warm, _ = signed_creates(port, keyid, key, setup.run_id(), WARM_UP)
+                await send_all(port, warm, concurrency, [])
+                prepared, amounts = signed_creates(port, keyid, key, setup.run_id(), requests)
+                outcome = await send_all(port, prepared, concurrency, _server_pids(processes))
+                measured.scenarios[scenario] = outcome.summary()
+                measured.wrong[scenario] = check_baseline(outcome, amounts)
+                say(f"  {scenario:<14} {outcome.summary()['per_second']:>9}/s")
+        finally:
+            await _stop(processes)
 
     # The portals' webhook receiver: a live portal answering 204, as in production. With
     # none, every event's delivery is refused and retried on its schedule, and those

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from payhub.bench import (
     FLOOR_SOURCE,
     HMAC_PORTAL,
+    _create_body,
     _prepare,
     _run_external,
     _sqlite_path,
@@ -29,9 +32,10 @@ from payhub.bench import (
     signed_creates,
     signed_ipns,
 )
-from payhub.bench_load import Outcome, send_all
+from payhub.bench_load import Outcome, http_request, send_all
 from payhub.bench_preload import preload_payments
 from payhub.cli import main
+from payhub.portal.client import encode_json, sign_headers
 from payhub.store.audit import verify_chain
 from payhub.store.engine import create_engine
 
@@ -56,6 +60,7 @@ def test_a_small_run_reports_every_scenario_and_no_wrong_answer(
     measured = {
         "floor-ed25519",
         "floor-hmac",
+        "floor-durable",
         "create-ed25519",
         "create-hmac",
         "confirm",
@@ -93,16 +98,18 @@ def test_wrong_answers_are_counted() -> None:
     assert check_confirms(outcome([(200, confirmed), (200, b'{"RspCode": "02"}')])) == 1
 
 
-async def test_the_floor_checks_every_signature_it_is_sent() -> None:
-    """The floor is an upper bound only if it really authenticates: forged and replayed
+@pytest.mark.parametrize("mode", ["auth", "durable"])
+async def test_the_floor_checks_every_signature_it_is_sent(mode: str) -> None:
+    """A floor is an upper bound only if it really authenticates: forged and replayed
     requests are refused there, as the hub refuses them."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     with tempfile.TemporaryDirectory() as name:
         setup = await _prepare(Path(name), None, 1)
         keys = str(setup.folder / "keys")
+        database = str(setup.folder / "floor.db")
         port, floor = await _run_external(
-            setup.folder, "floor", FLOOR_SOURCE, 1, "/readyz", None, keys
+            setup.folder, "floor", FLOOR_SOURCE, 1, "/readyz", None, keys, database, mode
         )
         try:
             good, amounts = signed_creates(port, "demo", setup.demo_key, "F", 2)
@@ -113,6 +120,7 @@ async def test_the_floor_checks_every_signature_it_is_sent() -> None:
             answers = (await send_all(port, sent, 1, [])).answers
         finally:
             await _stop(floor)
+        stored = sqlite3.connect(database).execute("SELECT count(*) FROM payments").fetchone()
     statuses = [status for status, _ in answers]
     assert statuses == [201, 201, 201, 401, 401, 401]
     assert [json.loads(body).get("code") for _, body in answers[3:]] == [
@@ -121,6 +129,33 @@ async def test_the_floor_checks_every_signature_it_is_sent() -> None:
         "signature_replayed",
     ]
     assert [json.loads(body)["amount"] for _, body in answers[:2]] == amounts
+    assert stored[0] == (3 if mode == "durable" else 0)
+
+
+async def test_the_durable_floor_validates_what_it_stores() -> None:
+    with tempfile.TemporaryDirectory() as name:
+        setup = await _prepare(Path(name), None, 1)
+        keys = str(setup.folder / "keys")
+        database = str(setup.folder / "floor.db")
+        port, floor = await _run_external(
+            setup.folder, "floor", FLOOR_SOURCE, 1, "/readyz", None, keys, database, "durable"
+        )
+        try:
+            good, _ = signed_creates(port, HMAC_PORTAL, setup.hmac_secret, "V", 1)
+            body = encode_json({**_create_body("W", 1), "amount": -5})
+            headers = sign_headers(
+                "POST", f"http://127.0.0.1:{port}/v1/payments", keyid=HMAC_PORTAL,
+                key=setup.hmac_secret, created=datetime.now(UTC), body=body,
+                content_type="application/json", idempotency_key=str(uuid.uuid4()),
+            )  # fmt: skip
+            invalid = http_request("POST", "/v1/payments", port, headers, body)
+            answers = (await send_all(port, [good[0], invalid], 1, [])).answers
+        finally:
+            await _stop(floor)
+        stored = sqlite3.connect(database).execute("SELECT count(*) FROM payments").fetchone()
+    assert [status for status, _ in answers] == [201, 422]
+    assert json.loads(answers[1][1])["code"] == "validation_failed"
+    assert stored[0] == 1
 
 
 async def test_preload_clones_what_the_hub_wrote_and_keeps_the_chain() -> None:
