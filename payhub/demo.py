@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -48,6 +48,7 @@ from payhub import keys
 from payhub.app import create_app, notify_url, simulator_factory
 from payhub.connectors.registry import connector_class
 from payhub.domain.clock import system_clock, to_vietnam
+from payhub.domain.payment import Refund
 from payhub.portal.client import PortalClient
 from payhub.portal.receiver import WebhookReceiver
 from payhub.portal.webhooks import Webhook
@@ -56,6 +57,8 @@ from payhub.reconcile.formats import bank_account, usual_format
 from payhub.recovery.lifecycle import RECOVERY
 from payhub.recovery.schedule import RecoveryPolicy
 from payhub.service.recovery import Settled
+from payhub.service.refunds import REFUND_FIRST_QUERY, RefundService
+from payhub.service.unit_of_work import Reading
 from payhub.settings import BankSettings, Settings, load_settings
 from payhub.setup import init_setup
 from payhub.store.audit import verify_chain
@@ -228,17 +231,17 @@ def _request(index: int, dossier: str, bank: str) -> dict[str, Any]:
 
 
 def _with_order_timeout(settings: Settings) -> tuple[Settings, set[str]]:
-    """Remote banks whose connector takes ``timeout_seconds`` get the demo's short one."""
+    """Banks whose connector takes ``timeout_seconds`` get the demo's short one; the remote
+    ones among them (orders placed over the network) can play an order timing out."""
     banks: dict[str, BankSettings] = dict(settings.banks)
     timing_out: set[str] = set()
     for name, bank in settings.banks.items():
         cls = connector_class(bank.connector)
-        if cls.places_orders_locally:
-            continue
         options = {**bank.options, "timeout_seconds": ORDER_TIMEOUT_SECONDS}
         if cls.check_options(options) == cls.check_options(bank.options):
             banks[name] = dataclasses.replace(bank, options=options)
-            timing_out.add(name)
+            if not cls.places_orders_locally:
+                timing_out.add(name)
     return dataclasses.replace(settings, banks=banks), timing_out
 
 
@@ -292,17 +295,20 @@ async def run_demo(*, payments: int = 36, as_json: bool = False) -> int:
         settings, timing_out = _with_order_timeout(settings)
         app = create_app(settings, clock=clock, migrate_on_start=True)
         capabilities: dict[str, frozenset[str]] = {}
+        simulators: dict[str, Any] = {}
         for name, bank in settings.banks.items():
             factory = simulator_factory(bank.connector)
             sub = factory(bank.options, notify_url=notify_url(settings, name), clock=clock)
             app.add_subapp(f"/sim/{name}/", sub)
             capabilities[name] = _capabilities(sub, bank.connector, name in timing_out)
+            if sub.get(BANK) is not None:
+                simulators[name] = sub[BANK]
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             summary = await _play(
-                app, settings.public_url, Path(folder), capabilities, payments, clock
+                app, settings.public_url, Path(folder), capabilities, payments, clock, simulators
             )
             summary["webhooks"], delivered_once = await portal.settle(app)
             summary["checks"][WEBHOOK_CHECK] = delivered_once
@@ -325,6 +331,7 @@ async def _play(
     capabilities: Mapping[str, frozenset[str]],
     count: int,
     clock: DemoClock,
+    simulators: Mapping[str, Any],
 ) -> dict[str, Any]:
     key = serialization.load_pem_private_key((folder / "keys" / "demo.pem").read_bytes(), None)
     assert isinstance(key, Ed25519PrivateKey)
@@ -409,6 +416,7 @@ async def _play(
         late = [r for r in runs if r.scenario.pays_after_expiry and r.scenario.outcome]
         await asyncio.gather(*(pay(run, run.scenario.outcome or "success") for run in late))
         await jump(policy.query_delays[-1])
+        refunds = await _refund_scenes(app, portal, faults, runs, jump, simulators)
 
         for run in runs:
             run.status = (await portal.get_payment(run.payment_id)).json()["status"]
@@ -443,6 +451,9 @@ async def _play(
     event_types = Counter(e["type"] for e in pulled)
     once = event_types["payment.succeeded"] == statuses["succeeded"]
     replays_ok = all(run.replayed for run in runs if run.scenario.portal_retries)
+    refunds_ok = all(
+        r["status"] == "succeeded" and r["made_at_bank"] == 1 for r in refunds
+    ) and event_types["refund.succeeded"] == len(refunds)
     counts = worker.counts
     recovery = {
         "unknown_at_create": sum(1 for run in runs if run.created_status == "unknown"),
@@ -467,6 +478,7 @@ async def _play(
         "ipns": ipns,
         "recovery": recovery,
         "reconciliation": reconciliations,
+        "refunds": refunds,
         "events": {"stored": stored_events, "pulled": len(pulled), "by_type": dict(event_types)},
         "audit_chain": {"ok": chain.ok, "entries": chain.entries},
         "checks": {
@@ -474,10 +486,102 @@ async def _play(
             "no payment is left pending or unknown": settled,
             "each succeeded payment has exactly one payment.succeeded event": once,
             "retried requests were replayed, not duplicated": replays_ok,
+            "each refund whose answer was lost was made once and settled": refunds_ok,
             "audit hash chain verifies": chain.ok,
         },
-        "checks_passed": expected_ok and settled and once and replays_ok and chain.ok,
+        "checks_passed": expected_ok
+        and settled
+        and once
+        and replays_ok
+        and refunds_ok
+        and chain.ok,
     }
+
+
+REFUND_SCENES = (
+    ("momo", "answer lost; asked again by recovery, made once"),
+    ("vnpay", "answer lost; the bank cannot be asked, finance settles it from its records"),
+)
+REFUND_AMOUNT = 10_000
+
+
+async def _refund_scenes(
+    app: web.Application,
+    portal: PortalClient,
+    faults: Callable[[str, dict[str, Any]], Awaitable[None]],
+    runs: list[DossierRun],
+    jump: Callable[[float], Awaitable[None]],
+    simulators: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """A refund of a paid dossier at each bank that refunds, its answer lost on the way.
+
+    MoMo is asked again by recovery (the refund's orderId makes that safe). VNPay cannot be
+    asked without risking a second refund: finance staff look at the bank's own records (the
+    simulator's, here) and settle it with ``payhub refunds settle``'s use case.
+    """
+
+    async def ask(bank: str, story: str) -> dict[str, Any] | None:
+        paid = next((r for r in runs if r.bank == bank and r.scenario.name == "pays at once"), None)
+        if paid is None or bank not in simulators:
+            return None
+        await faults(bank, {"answer_lost_rate": 1, "hang_seconds": ORDER_TIMEOUT_SECONDS + 0.5})
+        try:
+            body = {"amount": REFUND_AMOUNT, "reason": "Nộp thừa lệ phí"}
+            answered = await portal.create_refund(paid.payment_id, body, str(uuid.uuid4()))
+        finally:
+            await faults(bank, {})
+        refund = answered.json()
+        return {
+            "bank": bank,
+            "story": story,
+            "id": refund["id"],
+            "at_first": refund["status"],
+            "payment": paid.payment,
+        }
+
+    asked = await asyncio.gather(*(ask(bank, story) for bank, story in REFUND_SCENES))
+    scenes = [scene for scene in asked if scene is not None]
+    if not scenes:
+        return []
+    await jump(REFUND_FIRST_QUERY.total_seconds() + 5)
+    refunds = app[keys.REFUNDS]
+    for waiting in await refunds.pending():
+        if waiting.asked_again_at is not None:
+            continue
+        scene = next(s for s in scenes if s["id"] == waiting.refund.id)
+        made = _refunds_at_bank(simulators[scene["bank"]], scene["payment"]["bank_reference"])
+        await refunds.settle_by_hand(
+            waiting.refund.id,
+            succeeded=bool(made),
+            bank_refund_id=None,
+            note=f"{scene['bank']}'s records show {len(made)} refund(s) of this payment",
+            actor="finance:finance",
+        )
+        scene["settled_by"] = "finance"
+    await jump(5)  # the refund events reach the portal
+    results = []
+    for scene in scenes:
+        stored = await _stored_refund(refunds, scene["id"])
+        made = _refunds_at_bank(simulators[scene["bank"]], scene["payment"]["bank_reference"])
+        results.append({
+            "bank": scene["bank"], "story": scene["story"], "at_first": scene["at_first"],
+            "status": stored.status if stored else "missing", "made_at_bank": len(made),
+            "settled_by": scene.get("settled_by", "recovery"),
+        })  # fmt: skip
+    return results
+
+
+async def _stored_refund(refunds: RefundService, refund_id: str) -> Refund | None:
+    async def read(store: Reading) -> Refund | None:
+        return await store.refunds.get(refund_id)
+
+    return await refunds.ledger.read(read)
+
+
+def _refunds_at_bank(simulated: Any, reference: str) -> list[Any]:
+    """The refunds the simulated bank made of one order: its own records."""
+    order = getattr(simulated, "orders", {}).get(reference)
+    return list(getattr(order, "refunds", ())) if order is not None else []
 
 
 async def _reconcile_the_day(
@@ -644,6 +748,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for bank, run in summary["reconciliation"].items():
         counts = ", ".join(f"{name} {n}" for name, n in sorted(run["counts"].items()))
         print(f"reconciliation of {bank}'s statement: {run['status']}; {counts or 'no lines'}")
+    for refund in summary["refunds"]:
+        print(
+            f"refund at {refund['bank']}, {refund['story']}: {refund['at_first']} at first, "
+            f"{refund['status']} (settled by {refund['settled_by']}); "
+            f"made {refund['made_at_bank']}× at the bank"
+        )
     print(f"audit trail: {audit['entries']} entries, chain {'ok' if audit['ok'] else 'BROKEN'}")
     print("\nchecks:")
     for name, ok in summary["checks"].items():

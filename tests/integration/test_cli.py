@@ -823,6 +823,28 @@ def test_demo_ends_with_each_banks_statement_reconciled(capsys: pytest.CaptureFi
     assert sum(run["counts"].get("duplicate", 0) for run in runs.values()) == paid_twice
 
 
+def test_demo_refunds_whose_answers_were_lost_are_made_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """MoMo's is asked again by recovery; VNPay's is settled by finance from the bank's
+    records; either way one refund at the bank and one refund.succeeded for the portal."""
+    code, out, err = cli(capsys, "demo", "--payments", 12, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    refunds = {r["bank"]: r for r in summary["refunds"]}
+    assert set(refunds) == {"momo", "vnpay"}
+    assert refunds["momo"]["settled_by"] == "recovery"
+    assert refunds["vnpay"]["settled_by"] == "finance"
+    for refund in refunds.values():
+        assert (refund["at_first"], refund["status"], refund["made_at_bank"]) == (
+            "pending",
+            "succeeded",
+            1,
+        )
+    assert summary["events"]["by_type"]["refund.succeeded"] == 2
+    assert summary["checks"]["each refund whose answer was lost was made once and settled"]
+
+
 def test_demo_says_how_the_ipns_add_up(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "demo", "--payments", 12)
     assert code == 0, err
