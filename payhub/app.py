@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from importlib.metadata import entry_points
@@ -32,14 +33,14 @@ from payhub.connectors.port import BankConnector, ConnectorContext
 from payhub.connectors.registry import connector_class
 from payhub.domain.clock import Clock, system_clock
 from payhub.errors import ConfigError
-from payhub.notify.lifecycle import delivery_context
+from payhub.notify.lifecycle import DELIVERY, delivery_context
 from payhub.observability.logging import register_secret
 from payhub.observability.metrics import create_metrics
 from payhub.recovery.lifecycle import recovery_context
 from payhub.service.payments import IDEMPOTENCY_WINDOW, PaymentService
 from payhub.service.refunds import RefundService
 from payhub.service.routing import Router
-from payhub.settings import Settings
+from payhub.settings import LiveSettings, Settings, load_settings
 from payhub.store import migrate
 from payhub.store.engine import create_engine
 from payhub.store.housekeeping import prune_idempotency_keys
@@ -134,12 +135,16 @@ def create_app(
     migrate_on_start: bool = False,
     connector_overrides: Mapping[str, BankConnector] | None = None,
     freeze_at_start: bool = False,
+    reload_on_sighup: bool = False,
+    file_settings: Settings | None = None,
 ) -> web.Application:
     """Build the hub. ``simulators`` also mounts each bank's simulator at ``/sim/<bank>/``.
 
     ``freeze_at_start`` (for ``payhub serve``, one hub per process) moves everything
     alive once the hub has started out of the garbage collector's sight: see
-    :func:`freeze_startup_objects`.
+    :func:`freeze_startup_objects`. ``reload_on_sighup`` (also ``serve``) makes SIGHUP
+    reload the principals and keys of ``payhub.toml`` (:func:`reload_principals`);
+    ``file_settings`` is the file as read, when ``settings`` were changed from it.
     """
     classes = check_banks(settings)
     _register_secrets(settings)
@@ -148,7 +153,10 @@ def create_app(
         client_max_size=STATEMENT_LIMIT,
         handler_args={"max_field_size": 16384},
     )
-    app[keys.SETTINGS] = settings
+    live = LiveSettings(settings)
+    if file_settings is not None:
+        live.remember_file(file_settings)
+    app[keys.SETTINGS] = live
     app[keys.CLOCK] = clock
     app[keys.METRICS] = create_metrics()
     app[keys.CREDENTIALS] = credentials_from(settings)
@@ -212,6 +220,8 @@ def create_app(
     app.cleanup_ctx.extend([database, banks, housekeeping])
     app.cleanup_ctx.append(delivery_context(settings, clock))
     app.cleanup_ctx.append(recovery_context(settings.recovery, clock))
+    if reload_on_sighup:
+        app.cleanup_ctx.append(_reload_on_sighup)
     if freeze_at_start:
         app.on_startup.append(freeze_startup_objects)
 
@@ -235,6 +245,69 @@ async def freeze_startup_objects(_app: web.Application) -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+@dataclasses.dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: principals and keys now served, and what it could not apply."""
+
+    portals: int
+    finance_users: int
+    hub_keys: int
+    needs_restart: tuple[str, ...] = ()
+    refused: str | None = None
+    """Why nothing changed (the file does not parse or validate): the hub keeps serving
+    what it had."""
+
+
+def reload_principals(app: web.Application) -> Reloaded:
+    """Re-read ``payhub.toml`` and serve its portals, finance users and hub keys.
+
+    ``payhub portal add``, ``finance add`` and ``keys rotate`` then take effect without a
+    restart: the next request is checked against the new keys (a removed key is refused
+    at once), webhooks are signed with the new hub keys and sent to the new callbacks, and
+    the JWKS publishes them. A file that does not load changes nothing. Other changed
+    sections are named in the log: they need a restart.
+    """
+    live = app[keys.SETTINGS]
+    try:
+        loaded = load_settings(live.current.config_path)
+    except ConfigError as exc:
+        log.error("config_reload_refused", reason=str(exc))
+        current = live.current
+        return Reloaded(
+            len(current.portals), len(current.finance_users), len(current.hub_keys), (), str(exc)
+        )
+    needs_restart = tuple(live.reload(loaded))
+    settings = live.current
+    _register_secrets(settings)
+    credentials = app[keys.CREDENTIALS]
+    fresh = credentials_from(settings)
+    credentials.clear()
+    credentials.update(fresh)
+    delivery = app.get(DELIVERY)
+    if delivery is not None:
+        delivery.use_principals(settings.portals, settings.hub_keys)
+    done = Reloaded(
+        len(settings.portals), len(settings.finance_users), len(settings.hub_keys), needs_restart
+    )
+    log.info(
+        "config_reloaded",
+        portals=done.portals,
+        finance_users=done.finance_users,
+        hub_keys=done.hub_keys,
+        needs_restart=list(needs_restart) or None,
+    )
+    return done
+
+
+async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_principals, app)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def _register_secrets(settings: Settings) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -56,7 +57,9 @@ With --simulators the hub also serves each bank's simulator at /sim/<bank>/, and
 addresses banks and payers are given (payment URLs, the simulators' confirmations to the
 hub) follow the address this server really listens on, whatever port `init` wrote.
 Without --simulators, hub.public_url is where banks send confirmations.
-Port 0 picks a free port (printed at start)."""
+Port 0 picks a free port (printed at start). SIGHUP re-reads the portals, finance users
+and hub keys of the configuration (after `portal add`, `finance add`, `keys rotate`);
+other changes need a restart, and the log says which."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             "add",
             help=f"add one of the {help_text}; its keyid is ID",
             description=f"Add one of the {help_text} to the configuration file; the key's "
-            "keyid is ID. Restart serve to use it.",
+            "keyid is ID. A running serve takes it on SIGHUP (kill -HUP <pid>) or a restart.",
         )
         add.add_argument("id", metavar="ID", help="its id, also the keyid it signs with")
         add.add_argument("--config", type=Path, required=True, help="the payhub.toml to edit")
@@ -287,7 +290,8 @@ def _add_notification_commands(commands: Any) -> None:
         description="Write a new Ed25519 hub key (keys/<kid>.pem, mode 0600) and make it the "
         "current one. The previous key stays in the JWKS and keeps signing v1a for 7 days "
         "(its expires_at in payhub.toml), so webhooks carry both signatures meanwhile. "
-        "Keys whose overlap has ended leave the configuration. Restart serve to use it.",
+        "Keys whose overlap has ended leave the configuration. A running serve takes the "
+        "new key on SIGHUP (kill -HUP <pid>) or a restart.",
     )
     rotate.add_argument("--config", type=Path, required=True, help="the payhub.toml to edit")
 
@@ -378,7 +382,10 @@ def _notifications(args: argparse.Namespace) -> int:
         from payhub.setup import rotate_hub_key
 
         rotation = rotate_hub_key(args.config)
-        print(f"new current hub key {rotation.new_kid}; a running serve needs a restart")
+        print(
+            f"new current hub key {rotation.new_kid}; "
+            "a running serve takes it on SIGHUP (kill -HUP <pid>) or a restart"
+        )
         for kid, ends in rotation.overlapping:
             print(f"  {kid} still published and signing until {ends.isoformat()}")
         for kid in rotation.dropped:
@@ -547,7 +554,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             callback=getattr(args, "callback", None),
             whsec=getattr(args, "whsec", None),
         )
-        print(f"added {command} {args.id} to {args.config}; a running serve needs a restart")
+        print(
+            f"added {command} {args.id} to {args.config}; "
+            "a running serve takes it on SIGHUP (kill -HUP <pid>) or a restart"
+        )
         return 0
     if command == "serve":
         _configure_logging(level=_log_level())
@@ -634,6 +644,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     if args.workers > 1 and args.simulators:
         raise ConfigError("--simulators keeps its banks in memory: run it with one worker")
+    # Until the hub's own handler is in place a SIGHUP (a reload) must not end the process,
+    # as it would by default; the file is read just below anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = load_settings(args.config)
     asyncio.run(_check_database(settings.database_url, args.config))
     if args.workers > 1:
@@ -641,6 +654,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_workers(worker_command(str(args.config), args.host, args.port), args.workers)
     port = args.port if args.port is not None else settings.port
+    file_settings = settings
     sock = _listen(args.host or settings.host, port, reuse_port=args.reuse_port)
     try:
         url = _url_of(sock)
@@ -659,7 +673,13 @@ def _serve(args: argparse.Namespace) -> int:
                 f"warning: {line}"
                 for line in _address_warnings(settings, url, simulator_options(settings))
             ]
-        app = create_app(settings, simulators=args.simulators, freeze_at_start=True)
+        app = create_app(
+            settings,
+            simulators=args.simulators,
+            freeze_at_start=True,
+            reload_on_sighup=True,
+            file_settings=file_settings,
+        )
         web.run_app(app, sock=sock, access_log=None, print=_after_start(notes))
     finally:
         sock.close()

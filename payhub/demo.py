@@ -597,7 +597,7 @@ async def _reconcile_the_day(
     (a short transfer, money for a failed payment) are the exceptions a person resolves.
     """
     reconciler = Reconciler(app[keys.ENGINE], app[keys.LEDGER], app[keys.CLOCK])
-    settings: Settings = app[keys.SETTINGS]
+    settings: Settings = app[keys.SETTINGS].current
     runs: dict[str, Any] = {}
     for bank in capabilities:
         url = f"{base}/sim/{bank}/_sim/statement"

@@ -12,10 +12,11 @@ from payhub.domain.clock import Clock
 from payhub.observability.metrics import Metrics
 from payhub.service.payments import PaymentService
 from payhub.service.refunds import RefundService
-from payhub.settings import Settings
+from payhub.settings import LiveSettings
 from payhub.store.ledger import Ledger
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", LiveSettings)
+"""What the hub serves with; ``.current`` per request (a SIGHUP reloads principals, keys)."""
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 LEDGER = web.AppKey("ledger", Ledger)

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -176,6 +177,41 @@ class Settings:
     """Per-portal request rate limit; 0 turns it off."""
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+
+
+RELOADABLE = ("hub_keys", "portals", "finance_users")
+"""What a running hub takes from a changed ``payhub.toml`` on SIGHUP: who may call it and
+the keys it signs with. Everything else (database, address, banks, routing, recovery)
+is read once at start: changing it under a running hub could strand work in flight."""
+
+
+class LiveSettings:
+    """The settings a running hub serves with; a reload swaps in new principals and keys.
+
+    Readers take ``current`` for each request, so a reload is seen by the next one. The
+    startup reading of the file is kept to tell what else changed (and needs a restart).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+        self._file = settings
+
+    def reload(self, loaded: Settings) -> list[str]:
+        """Take ``loaded``'s principals and keys; the other changed sections, by name."""
+        self.current = dataclasses.replace(
+            self.current, **{name: getattr(loaded, name) for name in RELOADABLE}
+        )
+        changed = [
+            f.name
+            for f in dataclasses.fields(Settings)
+            if f.name not in (*RELOADABLE, "config_path")
+            and getattr(loaded, f.name) != getattr(self._file, f.name)
+        ]
+        return changed
+
+    def remember_file(self, settings: Settings) -> None:
+        """The file as read at start, before ``serve`` moved addresses (``--simulators``)."""
+        self._file = settings
 
 
 def load_settings(path: str | Path) -> Settings:

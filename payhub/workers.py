@@ -3,9 +3,10 @@
 One Python process runs one core. With ``--workers N`` the parent starts N ordinary
 ``payhub serve --reuse-port`` processes on the same address (the kernel spreads the
 connections, ``SO_REUSEPORT``), passes SIGINT and SIGTERM on to them, and exits when they
-have all stopped; if one stops on its own, the others are stopped too, and its exit status
-is the parent's. Every worker is a whole hub: its own connection pool, ledger and nonce
-cache on the shared database. That suits PostgreSQL; on SQLite the workers queue on the
+have all stopped (SIGHUP is passed on too: each worker reloads its principals and keys);
+if one stops on its own, the others are stopped too, and its exit status is the parent's.
+Every worker is a whole hub: its own connection pool, ledger and nonce cache on the shared
+database. That suits PostgreSQL; on SQLite the workers queue on the
 one write lock, so a second worker adds little there (``payhub bench --workers``).
 """
 
@@ -44,7 +45,13 @@ def run_workers(command: Sequence[str], count: int) -> int:
             if worker.poll() is None:
                 worker.send_signal(signum)
 
+    def pass_on(signum: int, _frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, pass_on)  # reload, not stop
     try:
         status = 0
         while all(worker.poll() is None for worker in workers):

@@ -158,7 +158,7 @@ async def create_reconciliation(request: web.Request) -> web.Response:
 
 
 def _run_request(request: web.Request, fields: dict[str, str], got_statement: bool) -> RunRequest:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS].current
     errors = []
     bank = fields.get("bank", "")
     if bank not in settings.banks:
@@ -271,7 +271,10 @@ def _session(request: web.Request) -> tuple[session.Session, str] | None:
         return None
     try:
         found = session.verify(
-            request.app[keys.SETTINGS], cookie, purpose="session", now=request.app[keys.CLOCK]()
+            request.app[keys.SETTINGS].current,
+            cookie,
+            purpose="session",
+            now=request.app[keys.CLOCK](),
         )
     except session.SessionInvalid:
         return None
@@ -279,7 +282,7 @@ def _session(request: web.Request) -> tuple[session.Session, str] | None:
 
 
 def _signed_out(request: web.Request) -> web.Response:
-    config = request.app[keys.SETTINGS].config_path
+    config = request.app[keys.SETTINGS].current.config_path
     return web.Response(
         status=401, text=page.signed_out(str(config)), content_type="text/html", charset="utf-8"
     )
@@ -287,7 +290,7 @@ def _signed_out(request: web.Request) -> web.Response:
 
 @routes.get("/finance/login")
 async def login(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS].current
     now = request.app[keys.CLOCK]()
     try:
         link = session.verify(settings, request.query.get("token", ""), purpose="login", now=now)
@@ -347,7 +350,7 @@ async def finance_page(request: web.Request) -> web.Response:
         runs=runs,
         exceptions=[report.public_exception(r) for r in rows],
         filters=filters,
-        banks=sorted(request.app[keys.SETTINGS].banks),
+        banks=sorted(request.app[keys.SETTINGS].current.banks),
         form_token=session.form_token(cookie),
         notice=query.get("notice"),
     )

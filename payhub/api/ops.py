@@ -53,7 +53,7 @@ async def openapi(request: web.Request) -> web.Response:
     connectors = request.app[keys.CONNECTORS]
     banks = tuple(sorted(connectors))
     return web.Response(
-        body=_served_document(request.app[keys.SETTINGS].public_url, banks, served),
+        body=_served_document(request.app[keys.SETTINGS].current.public_url, banks, served),
         content_type="application/json",
     )
 
@@ -72,5 +72,5 @@ async def jwks(request: web.Request) -> web.Response:
     Every key that signs ``v1a`` now: the current one and, during a rotation's overlap,
     the one before it.
     """
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS].current
     return json_response(hub_jwks(settings.hub_keys, request.app[keys.CLOCK]()))

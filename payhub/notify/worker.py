@@ -77,6 +77,13 @@ class DeliveryWorker:
         self.delivered = 0
         self.failed = 0
 
+    def use_principals(
+        self, portals: Mapping[str, PortalSettings], hub_keys: Sequence[HubKey]
+    ) -> None:
+        """From the next attempt on: these portals' callbacks and secrets, these hub keys."""
+        self.portals = portals
+        self.hub_keys = tuple(hub_keys)
+
     async def deliver_due(self) -> int:
         """Claim what is due now, attempt each once, record the outcomes; how many."""
         now = self.clock()

@@ -57,7 +57,7 @@ async def reconciled_day(hub: Hub) -> dict[str, object]:
 async def test_a_person_resolves_an_exception_on_the_page(hub: Hub, tmp_path: Path) -> None:
     run = await reconciled_day(hub)
     shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
-    settings = hub.app[keys.SETTINGS]
+    settings = hub.app[keys.SETTINGS].current
     link = login_url(settings, "finance", minutes=5, now=hub.app[keys.CLOCK]())
     async with async_playwright() as playwright:
         browser = await _browser(playwright)
@@ -122,7 +122,7 @@ async def test_a_forged_form_post_changes_nothing(hub: Hub) -> None:
         f"{hub.base_url}/finance/exceptions/{exception_id}/resolve", data=form
     ) as response:
         assert response.status == 401  # no session cookie
-    settings = hub.app[keys.SETTINGS]
+    settings = hub.app[keys.SETTINGS].current
     link = login_url(settings, "finance", minutes=5, now=hub.app[keys.CLOCK]())
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as person:
         async with person.get(link) as response:

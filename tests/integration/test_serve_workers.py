@@ -10,11 +10,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from payhub.cli import main
+from payhub.portal.client import sign_headers
+from payhub.setup import public_pem
 from payhub.workers import worker_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,3 +125,57 @@ def test_a_worker_that_dies_stops_the_others(upgraded: Path, tmp_path: Path) -> 
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=5)
+
+
+def _events_status(port: int, keyid: str, key: Ed25519PrivateKey) -> int:
+    url = f"http://127.0.0.1:{port}/v1/events"
+    headers = sign_headers("GET", url, keyid=keyid, key=key, created=datetime.now(UTC))
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as a:
+            return int(a.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_sighup_reloads_every_worker_and_stops_none(upgraded: Path, tmp_path: Path) -> None:
+    """A portal added while two workers run is served by both after one SIGHUP."""
+    port = _free_port()
+    err = (tmp_path / "serve.err").open("w+")
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
+         "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while (tmp_path / "serve.err").read_text().count("Running on") < 2:  # both serve
+            assert parent.poll() is None, (tmp_path / "serve.err").read_text()
+            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
+            time.sleep(0.1)
+        workers = _children(parent.pid)
+        key = Ed25519PrivateKey.generate()
+        public = tmp_path / "tinh-bn.pub.pem"
+        public.write_text(public_pem(key))
+        added = ["portal", "add", "tinh-bn", "--config", str(upgraded),
+                 "--public-key", str(public), "--callback", "https://p.example/h"]  # fmt: skip
+        assert main(added) == 0
+        assert _events_status(port, "tinh-bn", key) == 401
+
+        parent.send_signal(signal.SIGHUP)
+
+        deadline = time.monotonic() + 10
+        while _events_status(port, "tinh-bn", key) != 200:
+            assert time.monotonic() < deadline, (tmp_path / "serve.err").read_text()
+            time.sleep(0.1)
+        # the kernel spreads connections over both workers: every answer is 200
+        assert {_events_status(port, "tinh-bn", key) for _ in range(20)} == {200}
+        assert parent.poll() is None and _children(parent.pid) == workers
+        parent.send_signal(signal.SIGINT)
+        assert parent.wait(timeout=30) == 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=5)
+        err.close()
+    log = (tmp_path / "serve.err").read_text()
+    assert "Traceback" not in log and log.count("config_reloaded") == 2, log
