@@ -125,25 +125,15 @@ async def _reconcile(
     output: str,
     target: TextIO,
 ) -> tuple[str, str | None]:
-    from payhub.store import migrate
-    from payhub.store.engine import create_engine
-    from payhub.store.ledger import Ledger
+    from payhub.operations import operator_ledger
 
-    engine = create_engine(settings.database_url)
-    try:
-        if not await migrate.is_current(engine):
-            raise ConfigError(
-                "the database schema is not current: run "
-                f"`payhub db upgrade --config {settings.config_path}`"
-            )
-        ledger = Ledger(engine, system_clock)
-        await ledger.start()
+    async with operator_ledger(settings) as ledger:
+        engine = ledger.engine
         bar = _Bar(size, sys.stderr)
         try:
             run = await Reconciler(engine, ledger, system_clock).run(request, source, progress=bar)
         finally:
             bar.close()
-            await ledger.close()
         public = report.public_run(run)
         async with engine.connect() as conn:
             exceptions = await report.load_exceptions(conn, run["id"])
@@ -156,8 +146,6 @@ async def _reconcile(
                 target.write(report.html_report(public, exceptions))
             else:
                 target.write(report.text_report(public, exceptions))
-    finally:
-        await engine.dispose()
     return str(run["status"]), run["error"]
 
 
