@@ -355,7 +355,11 @@ def _refunds(args: argparse.Namespace) -> int:
             return 0
         for row in rows:
             asked = row["asked_again_at"]
-            then = f"bank asked again at {asked}" if asked else "for you: settle it by hand"
+            then = (
+                f"recovery looks at it at {asked}"
+                if asked
+                else "its bank cannot be asked: settle it by hand from the bank's records"
+            )
             print(
                 f"{row['id']}  {row['payment_id']}  {row['bank']}  {row['amount']:,} VND  "
                 f"requested {row['created_at']}  {then}"
