@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,6 +53,16 @@ def _ready(port: int) -> bool:
         return False
 
 
+def _kill_all(parent: subprocess.Popen[bytes]) -> None:
+    """After a failed test: the workers too (SIGKILL to the parent is not passed on)."""
+    if parent.poll() is None:
+        for pid in _children(parent.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait(timeout=5)
+
+
 def test_worker_command_shares_the_port() -> None:
     command = worker_command("/etc/payhub.toml", "0.0.0.0", 8080)
     assert command[1:] == [
@@ -96,9 +107,7 @@ def test_two_workers_answer_on_one_port_and_stop_together(upgraded: Path, tmp_pa
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait(timeout=5)
+        _kill_all(parent)
         err.close()
     assert "Traceback" not in (tmp_path / "serve.err").read_text()
 
@@ -122,9 +131,7 @@ def test_a_worker_that_dies_stops_the_others(upgraded: Path, tmp_path: Path) -> 
         assert parent.wait(timeout=30) != 0
         assert not _ready(port)
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait(timeout=5)
+        _kill_all(parent)
 
 
 def _events_status(port: int, keyid: str, key: Ed25519PrivateKey) -> int:
@@ -173,9 +180,7 @@ def test_sighup_reloads_every_worker_and_stops_none(upgraded: Path, tmp_path: Pa
         parent.send_signal(signal.SIGINT)
         assert parent.wait(timeout=30) == 0
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait(timeout=5)
+        _kill_all(parent)
         err.close()
     log = (tmp_path / "serve.err").read_text()
     assert "Traceback" not in log and log.count("config_reloaded") == 2, log
