@@ -8,11 +8,14 @@ once and its success is applied and announced once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhub.api.schemas import parse_payment_request, parse_refund_request
 from payhub.connectors.port import (
@@ -65,16 +68,30 @@ class PaidBank(FakeBank):
         return Confirmation(bank_reference, amount, ConfirmationStatus.SUCCEEDED, "T1")
 
 
-async def test_two_workers_never_query_or_settle_one_payment_twice(database_url: str) -> None:
-    clock = FakeClock(system_clock())
-    in_flight: set[str] = set()
-    overlaps: list[str] = []
-    asked: Counter[str] = Counter()
+@contextlib.asynccontextmanager
+async def two_hubs(
+    database_url: str, clock: FakeClock
+) -> AsyncIterator[tuple[list[AsyncEngine], list[Ledger]]]:
+    """Two hub processes' storage on one database: two engines, two running ledgers."""
     engines = [create_engine(database_url), create_engine(database_url)]
     ledgers = [Ledger(engine, clock) for engine in engines]
     for ledger in ledgers:
         await ledger.start()
     try:
+        yield engines, ledgers
+    finally:
+        for ledger in ledgers:
+            await ledger.close()
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_two_workers_never_query_or_settle_one_payment_twice(database_url: str) -> None:
+    clock = FakeClock(system_clock())
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    asked: Counter[str] = Counter()
+    async with two_hubs(database_url, clock) as (engines, ledgers):
         workers = []
         for ledger in ledgers:
             connectors: dict[str, Any] = {"fake": PaidBank(in_flight, overlaps, asked)}
@@ -110,11 +127,6 @@ async def test_two_workers_never_query_or_settle_one_payment_twice(database_url:
         assert (await verify_chain(engines[0])).ok
         clock.advance(timedelta(days=1).total_seconds())
         assert [await w.recover_due() for w in workers] == [0, 0]
-    finally:
-        for ledger in ledgers:
-            await ledger.close()
-        for engine in engines:
-            await engine.dispose()
 
 
 REFUNDS = 20
@@ -151,11 +163,7 @@ async def test_two_workers_never_ask_about_or_settle_one_refund_twice(database_u
     in_flight: set[str] = set()
     overlaps: list[str] = []
     asked: Counter[str] = Counter()
-    engines = [create_engine(database_url), create_engine(database_url)]
-    ledgers = [Ledger(engine, clock) for engine in engines]
-    for ledger in ledgers:
-        await ledger.start()
-    try:
+    async with two_hubs(database_url, clock) as (engines, ledgers):
         workers = []
         for ledger in ledgers:
             bank: dict[str, Any] = {"fake": LostRefundBank(in_flight, overlaps, asked)}
@@ -198,8 +206,3 @@ async def test_two_workers_never_ask_about_or_settle_one_refund_twice(database_u
         assert (await verify_chain(engines[0])).ok
         clock.advance(timedelta(days=1).total_seconds())
         assert [await w.recover_due() for w in workers] == [0, 0]
-    finally:
-        for ledger in ledgers:
-            await ledger.close()
-        for engine in engines:
-            await engine.dispose()

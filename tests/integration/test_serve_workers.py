@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,6 +64,28 @@ def _kill_all(parent: subprocess.Popen[bytes]) -> None:
         parent.wait(timeout=5)
 
 
+@contextlib.contextmanager
+def two_workers(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``serve --workers 2`` on a free port, once both workers serve; killed on the way out."""
+    port = _free_port()
+    err = log.open("w+")
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(config),
+         "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("Running on") < 2 or len(_children(parent.pid)) != 2:
+            assert parent.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
+            time.sleep(0.1)
+        yield parent, port
+    finally:
+        _kill_all(parent)
+        err.close()
+
+
 def test_worker_command_shares_the_port() -> None:
     command = worker_command("/etc/payhub.toml", "0.0.0.0", 8080)
     assert command[1:] == [
@@ -86,19 +109,7 @@ def test_bad_worker_options_are_one_line(
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_two_workers_answer_on_one_port_and_stop_together(upgraded: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    err = (tmp_path / "serve.err").open("w+")
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
-         "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not (_ready(port) and len(_children(parent.pid)) == 2):
-            assert parent.poll() is None, (tmp_path / "serve.err").read_text()
-            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
-            time.sleep(0.1)
+    with two_workers(upgraded, tmp_path / "serve.err") as (parent, port):
         workers = _children(parent.pid)
         for _ in range(20):
             assert _ready(port)
@@ -106,32 +117,16 @@ def test_two_workers_answer_on_one_port_and_stop_together(upgraded: Path, tmp_pa
         assert parent.wait(timeout=30) == 0
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
-    finally:
-        _kill_all(parent)
-        err.close()
     assert "Traceback" not in (tmp_path / "serve.err").read_text()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_a_worker_that_dies_stops_the_others(upgraded: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
-         "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not (_ready(port) and len(_children(parent.pid)) == 2):
-            assert parent.poll() is None
-            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
-            time.sleep(0.1)
+    with two_workers(upgraded, tmp_path / "serve.err") as (parent, port):
         first = _children(parent.pid)[0]
         os.kill(first, signal.SIGKILL)
         assert parent.wait(timeout=30) != 0
         assert not _ready(port)
-    finally:
-        _kill_all(parent)
 
 
 def _events_status(port: int, keyid: str, key: Ed25519PrivateKey) -> int:
@@ -144,21 +139,10 @@ def _events_status(port: int, keyid: str, key: Ed25519PrivateKey) -> int:
         return int(refused.code)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_sighup_reloads_every_worker_and_stops_none(upgraded: Path, tmp_path: Path) -> None:
     """A portal added while two workers run is served by both after one SIGHUP."""
-    port = _free_port()
-    err = (tmp_path / "serve.err").open("w+")
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "payhub.cli", "serve", "--config", str(upgraded),
-         "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while (tmp_path / "serve.err").read_text().count("Running on") < 2:  # both serve
-            assert parent.poll() is None, (tmp_path / "serve.err").read_text()
-            assert time.monotonic() < deadline, "two workers did not answer in 30 s"
-            time.sleep(0.1)
+    with two_workers(upgraded, tmp_path / "serve.err") as (parent, port):
         workers = _children(parent.pid)
         key = Ed25519PrivateKey.generate()
         public = tmp_path / "tinh-bn.pub.pem"
@@ -179,8 +163,5 @@ def test_sighup_reloads_every_worker_and_stops_none(upgraded: Path, tmp_path: Pa
         assert parent.poll() is None and _children(parent.pid) == workers
         parent.send_signal(signal.SIGINT)
         assert parent.wait(timeout=30) == 0
-    finally:
-        _kill_all(parent)
-        err.close()
     log = (tmp_path / "serve.err").read_text()
     assert "Traceback" not in log and log.count("config_reloaded") == 2, log
